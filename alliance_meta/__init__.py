@@ -22,6 +22,8 @@ from .models import (
     random_effects,
     subgroup_analysis,
 )
+from .multilevel import three_level
+from .robust import robust
 
 __version__ = "0.1.0"
 
@@ -38,6 +40,8 @@ __all__ = [
     "r_from_d",
     "r_from_t",
     "random_effects",
+    "robust",
+    "three_level",
     "subgroup_analysis",
     "to_r",
     "z_to_r",
