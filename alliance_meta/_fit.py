@@ -47,6 +47,13 @@ def _xtwx(X: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def wls(y: np.ndarray, v: np.ndarray, X: np.ndarray, tau2: np.ndarray) -> WLS:
     w = 1.0 / (v + tau2[:, None])
+    if X.shape[2] == 1:  # one column (the common case): plain sums, no matrix algebra
+        x = X[:, :, 0]
+        wx = w * x
+        A = (wx * x).sum(1)
+        beta = ((wx * y).sum(1) / A)[:, None]
+        e = y - x * beta
+        return WLS(w=w, beta=beta, Ainv=(1.0 / A)[:, None, None], e=e, Py=w * e)
     Ainv = np.linalg.inv(_xtwx(X, w))
     Xwy = np.einsum("bki,bk->bi", X, w * y)
     beta = np.einsum("bij,bj->bi", Ainv, Xwy)
@@ -57,6 +64,15 @@ def wls(y: np.ndarray, v: np.ndarray, X: np.ndarray, tau2: np.ndarray) -> WLS:
 def _trace_terms(X: np.ndarray, f: WLS, order: int) -> tuple[np.ndarray, ...]:
     """tr(P) and, for order 2, tr(PP), using only p x p matrices."""
     w = f.w
+    if X.shape[2] == 1:
+        x2 = X[:, :, 0] ** 2
+        a = f.Ainv[:, 0, 0]
+        m2 = a * (w**2 * x2).sum(1)
+        trP = w.sum(1) - m2
+        if order == 1:
+            return (trP,)
+        m3 = a * (w**3 * x2).sum(1)
+        return trP, (w**2).sum(1) - 2.0 * m3 + m2**2
     M2 = np.matmul(f.Ainv, _xtwx(X, w**2))  # Ainv X'W^2X
     trP = w.sum(1) - np.trace(M2, axis1=1, axis2=2)
     if order == 1:
@@ -68,13 +84,6 @@ def _trace_terms(X: np.ndarray, f: WLS, order: int) -> tuple[np.ndarray, ...]:
         + np.einsum("bij,bji->b", M2, M2)
     )
     return trP, trPP
-
-
-def _apply_P(X: np.ndarray, f: WLS, u: np.ndarray) -> np.ndarray:
-    """P u for a batch of vectors u (B, k)."""
-    wu = f.w * u
-    Xwu = np.einsum("bki,bk->bi", X, wu)
-    return wu - f.w * np.einsum("bki,bi->bk", X, np.einsum("bij,bj->bi", f.Ainv, Xwu))
 
 
 def _dl(y, v, X):
@@ -108,7 +117,58 @@ def _sj(y, v, X):
     return tau0 * f.Q / (k - p)
 
 
+def _scoring_intercept(y, v, start, reml: bool, tol: float, maxiter: int):
+    """REML/ML for intercept-only models with plain sums (the hot path of a single fit).
+
+    Fisher scoring while far from the optimum, Newton steps (observed information) near it:
+    Fisher scoring alone converges only linearly, Newton quadratically.
+    """
+    tau2 = start.copy()
+    newton = np.zeros(tau2.shape, dtype=bool)
+    for _ in range(maxiter):
+        w = 1.0 / (v + tau2[:, None])
+        sw = w.sum(1)
+        mu = (w * y).sum(1) / sw
+        Py = w * (y - mu[:, None])
+        w2 = w * w
+        sw2 = w2.sum(1)
+        yPPy = (Py * Py).sum(1)
+        if reml:
+            trP = sw - sw2 / sw
+            trPP = sw2 - 2.0 * (w2 * w).sum(1) / sw + (sw2 / sw) ** 2
+        else:
+            trP, trPP = sw, sw2
+        score = 0.5 * (yPPy - trP)
+        fisher = 0.5 * trPP
+        if newton.any():
+            # observed information: y'PPPy - tr(PP)/2, with PPy = P(Py)
+            if reml:
+                PPy = w * Py - w * ((w * Py).sum(1) / sw)[:, None]
+            else:
+                PPy = w * Py
+            obs = (Py * PPy).sum(1) - 0.5 * trPP
+            info = np.where(newton & (obs > 0), obs, fisher)
+        else:
+            info = fisher
+        new = np.maximum(0.0, tau2 + score / info)
+        delta = np.abs(new - tau2)
+        scale = np.maximum(1.0, new)
+        newton = delta < 1e-3 * scale
+        tau2 = new
+        if np.all(delta < tol * scale):
+            return tau2
+    raise ConvergenceError(
+        f"{'REML' if reml else 'ML'} Fisher scoring did not converge in {maxiter} iterations"
+    )
+
+
+def _is_intercept_only(X: np.ndarray) -> bool:
+    return X.shape[2] == 1 and bool(np.all(X == 1.0))
+
+
 def _fisher_scoring(y, v, X, start, reml: bool, tol: float, maxiter: int):
+    if _is_intercept_only(X):
+        return _scoring_intercept(y, v, start, reml, tol, maxiter)
     tau2 = start.copy()
     for _ in range(maxiter):
         f = wls(y, v, X, tau2)
@@ -160,8 +220,7 @@ def solve_Q(y, v, X, target, tol: float = TOL, maxiter: int = MAXITER) -> np.nda
         g = f.Q - target
         lo = np.where(g > 0, tau, lo)
         hi = np.where(g <= 0, tau, hi)
-        PPy = _apply_P(X, f, f.Py)
-        deriv = np.einsum("bk,bk->b", f.Py, PPy)  # -dQ/dtau2 = y'PPy
+        deriv = np.einsum("bk,bk->b", f.Py, f.Py)  # -dQ/dtau2 = y'PPy = |Py|^2
         step = tau + g / deriv
         bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
         new = np.where(bad, 0.5 * (lo + hi), step)

@@ -28,10 +28,11 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from . import _fit
 from ._fit import TAU2_METHODS, ConvergenceError
@@ -149,13 +150,20 @@ def _fit_batch(Y, V, X, method: str, test: str, tau2=None) -> _Fit:
     return _Fit(beta=f.beta, vb=vb, tau2=t2, QE=fe.Q, trP_fe=trP_fe, s2w=s2w)
 
 
+# scipy.special's distribution functions: the same values as scipy.stats without its
+# per-call overhead (which dominated a single fit).
 def _crit(test: str, level: float, df: float) -> float:
-    a = 1 - level
-    return stats.norm.ppf(1 - a / 2) if test == "z" else stats.t.ppf(1 - a / 2, df)
+    q = 1 - (1 - level) / 2
+    return float(special.ndtri(q) if test == "z" else special.stdtrit(df, q))
 
 
 def _pvals(stat, test: str, df: float):
-    return 2 * (stats.norm.sf(np.abs(stat)) if test == "z" else stats.t.sf(np.abs(stat), df))
+    a = -np.abs(stat)
+    return 2 * (special.ndtr(a) if test == "z" else special.stdtr(df, a))
+
+
+def _chi2_sf(x, df):
+    return special.chdtrc(df, x)
 
 
 def _het(tau2, QE, trP_fe, k, p, method):
@@ -207,8 +215,6 @@ class RandomEffectsResult:
     pi_lb: float
     pi_ub: float
     tau2: float
-    tau2_ci_lb: float
-    tau2_ci_ub: float
     I2: float
     H2: float
     Q: float
@@ -220,9 +226,37 @@ class RandomEffectsResult:
     measure: str
     yi: np.ndarray = field(repr=False)
     vi: np.ndarray = field(repr=False)
-    logLik: float = float("nan")
     dfs: float = float("inf")
     labels: tuple = ()
+    tau2_fixed: bool = False
+
+    @cached_property
+    def logLik(self) -> float:
+        """(Restricted) log-likelihood at the estimate, for ML, REML and FE fits (else NaN)."""
+        if self.method not in ("ML", "REML", "FE"):
+            return float("nan")
+        X = np.ones((1, self.k, 1))
+        return float(_fit.loglik(self.yi[None], self.vi[None], X, np.array([self.tau2]),
+                                 self.method == "REML")[0])
+
+    @cached_property
+    def _tau2_ci(self) -> tuple[float, float]:
+        # computed on first use: two root solves cost more than the fit itself
+        if self.method == "FE" or self.tau2_fixed:
+            return float("nan"), float("nan")
+        lb, ub = _fit.tau2_qprofile_ci(self.yi[None], self.vi[None], np.ones((1, self.k, 1)),
+                                       self.level)
+        return float(lb[0]), float(ub[0])
+
+    @property
+    def tau2_ci_lb(self) -> float:
+        """Lower bound of the Q-profile CI for tau^2 (Viechtbauer 2007)."""
+        return self._tau2_ci[0]
+
+    @property
+    def tau2_ci_ub(self) -> float:
+        """Upper bound of the Q-profile CI for tau^2 (Viechtbauer 2007)."""
+        return self._tau2_ci[1]
 
     @property
     def QE(self) -> float:
@@ -312,15 +346,7 @@ def _uni_result(y, v, method, test, level, measure, tau2=None) -> RandomEffectsR
     pi_se = np.sqrt(se**2 + t2)
     I2, H2 = _het(f.tau2, f.QE, f.trP_fe, k, 1, method)
     Q = float(f.QE[0])
-    Q_p = float(stats.chi2.sf(Q, k - 1)) if k > 1 else float("nan")
-    if method != "FE" and tau2 is None:
-        lb, ub = _fit.tau2_qprofile_ci(Y, V, X, level)
-        t2lb, t2ub = float(lb[0]), float(ub[0])
-    else:
-        t2lb = t2ub = float("nan")
-    ll = float("nan")
-    if method in ("ML", "REML", "FE"):
-        ll = float(_fit.loglik(Y, V, X, f.tau2, method == "REML")[0])
+    Q_p = float(_chi2_sf(Q, k - 1)) if k > 1 else float("nan")
     return RandomEffectsResult(
         estimate=b,
         se=se,
@@ -331,8 +357,6 @@ def _uni_result(y, v, method, test, level, measure, tau2=None) -> RandomEffectsR
         pi_lb=b - crit * pi_se,
         pi_ub=b + crit * pi_se,
         tau2=t2,
-        tau2_ci_lb=t2lb,
-        tau2_ci_ub=t2ub,
         I2=float(I2[0]),
         H2=float(H2[0]),
         Q=Q,
@@ -344,8 +368,8 @@ def _uni_result(y, v, method, test, level, measure, tau2=None) -> RandomEffectsR
         measure=measure,
         yi=y,
         vi=v,
-        logLik=ll,
         dfs=dfs,
+        tau2_fixed=tau2 is not None,
     )
 
 
@@ -508,10 +532,10 @@ def _reg_from_fit(f: _Fit, b: int, y, v, X, names, method, test, level, measure,
     QM = float(beta[btt] @ np.linalg.solve(vb[np.ix_(btt, btt)], beta[btt]))
     if test == "knha":
         QM = QM / m
-        QM_p = float(stats.f.sf(QM, m, k - p))
+        QM_p = float(special.fdtrc(m, k - p, QM))
         QM_df = (m, k - p)
     else:
-        QM_p = float(stats.chi2.sf(QM, m))
+        QM_p = float(_chi2_sf(QM, m))
         QM_df = (m,)
     QE = float(f.QE[b])
     I2, H2 = _het(f.tau2[b : b + 1], f.QE[b : b + 1], f.trP_fe[b : b + 1], k, p, method)
@@ -533,7 +557,7 @@ def _reg_from_fit(f: _Fit, b: int, y, v, X, names, method, test, level, measure,
         QM_p=QM_p,
         QM_df=QM_df,
         QE=QE,
-        QE_p=float(stats.chi2.sf(QE, k - p)),
+        QE_p=float(_chi2_sf(QE, k - p)),
         tau2=t2,
         I2=float(I2[0]),
         H2=float(H2[0]),
