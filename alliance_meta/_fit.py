@@ -21,6 +21,12 @@ TOL = 1e-12
 MAXITER = 10_000
 
 
+def tol_scale(v: np.ndarray) -> np.ndarray:
+    """The scale that convergence tolerances on tau2 are relative to: tau2 itself, but not below
+    the median sampling variance (so results do not depend on the units of y)."""
+    return np.median(v, axis=1)
+
+
 class ConvergenceError(RuntimeError):
     """An iterative estimator did not converge."""
 
@@ -117,6 +123,29 @@ def _sj(y, v, X):
     return tau0 * f.Q / (k - p)
 
 
+def _bracketed_step(tau2, score, info, lo, hi, prev):
+    """A scoring step kept inside the bracket that the score's sign has established.
+
+    Plain Fisher scoring can ping-pong between two points (e.g. y = 0, 1.5, 1.5, ...); metafor
+    damps it by step halving. Here a step that leaves the bracket [lo, hi], or that overshoots
+    again (the score changed sign on the last step) and jumps past the bracket's midpoint, is
+    replaced by bisection. ``lo``, ``hi`` and ``prev`` (the last score) are updated in place.
+    """
+    np.copyto(lo, tau2, where=score > 0)
+    np.copyto(hi, tau2, where=score < 0)
+    step = tau2 + score / info
+    finite = np.isfinite(hi)
+    mid = np.where(finite, 0.5 * (lo + hi), 2.0 * lo + 1e-8)
+    inside = (step > lo) & (step < hi)
+    overshoot = finite & (np.sign(score) * np.sign(prev) < 0) & (
+        np.abs(step - tau2) > np.abs(mid - tau2)
+    )
+    at_zero = (score < 0) & (lo <= 0) & (step <= 0)
+    new = np.where(inside & ~overshoot, step, np.where(at_zero, 0.0, mid))
+    np.copyto(prev, score)
+    return np.maximum(new, 0.0)
+
+
 def _scoring_intercept(y, v, start, reml: bool, tol: float, maxiter: int):
     """REML/ML for intercept-only models with plain sums (the hot path of a single fit).
 
@@ -124,7 +153,10 @@ def _scoring_intercept(y, v, start, reml: bool, tol: float, maxiter: int):
     Fisher scoring alone converges only linearly, Newton quadratically.
     """
     tau2 = start.copy()
+    vscale = tol_scale(v)
     newton = np.zeros(tau2.shape, dtype=bool)
+    lo, hi = np.zeros_like(tau2), np.full_like(tau2, np.inf)
+    prev = np.zeros_like(tau2)
     for _ in range(maxiter):
         w = 1.0 / (v + tau2[:, None])
         sw = w.sum(1)
@@ -150,9 +182,9 @@ def _scoring_intercept(y, v, start, reml: bool, tol: float, maxiter: int):
             info = np.where(newton & (obs > 0), obs, fisher)
         else:
             info = fisher
-        new = np.maximum(0.0, tau2 + score / info)
+        new = _bracketed_step(tau2, score, info, lo, hi, prev)
         delta = np.abs(new - tau2)
-        scale = np.maximum(1.0, new)
+        scale = np.maximum(new, vscale)
         newton = delta < 1e-3 * scale
         tau2 = new
         if np.all(delta < tol * scale):
@@ -170,6 +202,9 @@ def _fisher_scoring(y, v, X, start, reml: bool, tol: float, maxiter: int):
     if _is_intercept_only(X):
         return _scoring_intercept(y, v, start, reml, tol, maxiter)
     tau2 = start.copy()
+    vscale = tol_scale(v)
+    lo, hi = np.zeros_like(tau2), np.full_like(tau2, np.inf)
+    prev = np.zeros_like(tau2)
     for _ in range(maxiter):
         f = wls(y, v, X, tau2)
         if reml:
@@ -179,10 +214,10 @@ def _fisher_scoring(y, v, X, start, reml: bool, tol: float, maxiter: int):
         else:
             score = 0.5 * ((f.Py**2).sum(1) - f.w.sum(1))
             info = 0.5 * (f.w**2).sum(1)
-        new = np.maximum(0.0, tau2 + score / info)
+        new = _bracketed_step(tau2, score, info, lo, hi, prev)
         delta = np.abs(new - tau2)
         tau2 = new
-        if np.all(delta < tol * np.maximum(1.0, tau2)):
+        if np.all(delta < tol * np.maximum(tau2, vscale)):
             return tau2
     raise ConvergenceError(
         f"{'REML' if reml else 'ML'} Fisher scoring did not converge in {maxiter} iterations"
@@ -225,7 +260,7 @@ def solve_Q(y, v, X, target, tol: float = TOL, maxiter: int = MAXITER) -> np.nda
         bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
         new = np.where(bad, 0.5 * (lo + hi), step)
         new = np.where(active, new, 0.0)
-        if np.all(np.abs(new - tau) < tol * np.maximum(1.0, new)):
+        if np.all(np.abs(new - tau) < tol * np.maximum(new, tol_scale(v))):
             return new
         tau = new
     raise ConvergenceError(f"Q-equation for tau2 did not converge in {maxiter} iterations")

@@ -340,7 +340,8 @@ def _uni_result(y, v, method, test, level, measure, tau2=None) -> RandomEffectsR
     f = _fit_batch(Y, V, X, method, test, tau2)
     b, se = float(f.beta[0, 0]), float(np.sqrt(f.vb[0, 0, 0]))
     dfs = float(k - 1) if test == "knha" else float("inf")
-    zval = b / se
+    # se = 0 only under Knapp-Hartung with identical estimates (Q = 0): z is undefined there
+    zval = b / se if se > 0 else (float("nan") if b == 0 else float(np.sign(b)) * np.inf)
     crit = _crit(test, level, dfs)
     t2 = float(f.tau2[0])
     pi_se = np.sqrt(se**2 + t2)

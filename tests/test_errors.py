@@ -1,0 +1,60 @@
+"""Impossible input raises a clear error naming the problem, never a silent wrong number."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import alliance_meta as am
+
+
+@pytest.mark.parametrize(
+    "yi, vi, match",
+    [
+        ([0.1, np.nan, 0.2], [0.01, 0.01, 0.01], "yi contains missing"),
+        ([0.1, 0.2, 0.3], [0.01, 0.0, 0.01], "vi must be positive"),
+        ([0.1, 0.2, 0.3], [0.01, -0.1, 0.01], "positions \\[1\\]"),
+        ([0.1], [0.01], "at least 2"),
+        ([0.1, 0.2], [0.01], "yi has 2 values but vi has 1"),
+        ([0.1, np.inf], [0.01, 0.02], "infinite"),
+    ],
+)
+def test_random_effects_bad_input(yi, vi, match):
+    with pytest.raises(ValueError, match=match):
+        am.random_effects(yi, vi)
+
+
+def test_unknown_method_and_test():
+    with pytest.raises(ValueError, match="unknown method 'XX'"):
+        am.random_effects([0.1, 0.2], [0.01, 0.02], method="XX")
+    with pytest.raises(ValueError, match="unknown test"):
+        am.random_effects([0.1, 0.2], [0.01, 0.02], test="t")
+
+
+def test_fisher_z_rejects_impossible_r_and_n():
+    with pytest.raises(ValueError, match="position 1: r=1.0"):
+        am.fisher_z([0.2, 1.0], [50, 50])
+    with pytest.raises(ValueError, match="n must be greater than 3"):
+        am.fisher_z([0.2, 0.3], [50, 3])
+
+
+def test_meta_regression_missing_moderator_names_row_and_column():
+    mods = pd.DataFrame({"year": [2000, np.nan, 2005, 2010]})
+    with pytest.raises(ValueError, match="'year' has missing values at rows \\[1\\]"):
+        am.meta_regression([0.1, 0.2, 0.3, 0.4], [0.01] * 4, mods=mods, formula="~ year")
+
+
+def test_meta_regression_too_many_coefficients():
+    mods = pd.DataFrame({"g": ["a", "b", "c"]})
+    with pytest.raises(ValueError, match="cannot fit 3 coefficients"):
+        am.meta_regression([0.1, 0.2, 0.3], [0.01] * 3, mods=mods, formula="~ C(g)")
+
+
+def test_permutation_needs_moderators_and_robust_needs_clusters():
+    res = am.random_effects([0.1, 0.2, 0.3], [0.01] * 3)
+    with pytest.raises(ValueError, match="at least two clusters"):
+        am.robust(res, ["a", "a", "a"])
+
+
+def test_three_level_bad_method():
+    with pytest.raises(ValueError, match="method must be 'REML' or 'ML'"):
+        am.three_level([0.1, 0.2, 0.3], [0.01] * 3, [1, 1, 2], method="DL")
