@@ -194,12 +194,68 @@ def _scoring_intercept(y, v, start, reml: bool, tol: float, maxiter: int):
     )
 
 
+def _scoring_intercept_1d(y, v, start: float, reml: bool, tol: float, maxiter: int) -> float:
+    """The same algorithm as :func:`_scoring_intercept` for one fit, with scalar bookkeeping
+    (numpy's per-call overhead dominates at k of a few hundred)."""
+    t = float(start)
+    vscale = float(np.median(v))
+    lo, hi, prev = 0.0, np.inf, 0.0
+    newton = False
+    dot = np.dot
+    for _ in range(maxiter):
+        w = 1.0 / (v + t)
+        sw = w.sum()
+        Py = w * (y - dot(w, y) / sw)
+        w2 = w * w
+        sw2 = w2.sum()
+        yPPy = dot(Py, Py)
+        if reml:
+            trP = sw - sw2 / sw
+            trPP = sw2 - 2.0 * dot(w2, w) / sw + (sw2 / sw) ** 2
+        else:
+            trP, trPP = sw, sw2
+        score = 0.5 * (yPPy - trP)
+        info = 0.5 * trPP
+        if newton:
+            wPy = w * Py
+            obs = dot(Py, wPy) - (dot(w, Py) ** 2 / sw if reml else 0.0) - 0.5 * trPP
+            if obs > 0:
+                info = obs
+        if score > 0:
+            lo = t
+        elif score < 0:
+            hi = t
+        step = t + score / info
+        mid = 0.5 * (lo + hi) if hi < np.inf else 2.0 * lo + 1e-8
+        overshoot = hi < np.inf and score * prev < 0 and abs(step - t) > abs(mid - t)
+        if lo < step < hi and not overshoot:
+            new = step
+        elif score < 0 and lo <= 0 and step <= 0:
+            new = 0.0
+        else:
+            new = mid
+        new = max(new, 0.0)
+        prev = score
+        delta = abs(new - t)
+        scale = max(new, vscale)
+        newton = delta < 1e-3 * scale
+        t = new
+        if delta < tol * scale:
+            return t
+    raise ConvergenceError(
+        f"{'REML' if reml else 'ML'} Fisher scoring did not converge in {maxiter} iterations"
+    )
+
+
 def _is_intercept_only(X: np.ndarray) -> bool:
     return X.shape[2] == 1 and bool(np.all(X == 1.0))
 
 
 def _fisher_scoring(y, v, X, start, reml: bool, tol: float, maxiter: int):
     if _is_intercept_only(X):
+        if y.shape[0] == 1:
+            t = _scoring_intercept_1d(y[0], v[0], start[0], reml, tol, maxiter)
+            return np.array([t])
         return _scoring_intercept(y, v, start, reml, tol, maxiter)
     tau2 = start.copy()
     vscale = tol_scale(v)
