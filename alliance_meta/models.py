@@ -382,6 +382,7 @@ def random_effects(
     level: float = 0.95,
     measure: str = "ZCOR",
     tau2: float | None = None,
+    labels: Sequence | None = None,
 ) -> RandomEffectsResult:
     """Random-effects model (metafor's ``rma(yi, vi, method=, test=)``).
 
@@ -394,11 +395,18 @@ def random_effects(
     level : confidence level of the CI, PI and the Q-profile CI for tau^2.
     measure : "ZCOR" (back-transform to r in summaries) or "GEN".
     tau2 : fix tau^2 at this value instead of estimating it.
+    labels : study labels (used by forest plots and leave-one-out tables).
     """
     who = "random_effects" if method != "FE" else "common_effect"
     _check_options(method, test, level, who)
     y, v = check_yi_vi(yi, vi, who, min_k=1 if method == "FE" else 2)
-    return _uni_result(y, v, method, test, level, measure, tau2)
+    res = _uni_result(y, v, method, test, level, measure, tau2)
+    if labels is not None:
+        labels = tuple(str(x) for x in labels)
+        if len(labels) != y.size:
+            raise ValueError(f"{who}: {len(labels)} labels for {y.size} effects")
+        object.__setattr__(res, "labels", labels)
+    return res
 
 
 def common_effect(
