@@ -1,4 +1,4 @@
-"""Command line: ``alliance-meta validate``, ``alliance-meta add-study``.
+"""Command line: ``alliance-meta validate``, ``alliance-meta add-study``, ``alliance-meta run``.
 
 Each command is one function decorated with ``@app.command()``; adding a command (``run``) is adding
 one such function.
@@ -101,6 +101,24 @@ def _run_pipeline() -> None:
     result = pipeline.run_pipeline(only_changed=True)
     if result is not None:
         typer.echo(str(result))
+        if not getattr(result, "ok", True):
+            raise typer.Exit(code=1)
+
+
+@app.command()
+def run(
+    force: Annotated[bool, typer.Option("--force", help="Re-run every run, changed or not.")] = False,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel runs (default: cores).")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Run names starting with this.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Pipeline config (default: pipeline.yml).")] = None,
+) -> None:
+    """Execute the notebooks of pipeline.yml with papermill: outputs/, tables, figures, site."""
+    from .pipeline import run_pipeline
+
+    report = run_pipeline(config, force=force, jobs=jobs, only=only)
+    typer.echo(str(report))
+    if not report.ok:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

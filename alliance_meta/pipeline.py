@@ -1,0 +1,390 @@
+"""The pipeline: every notebook x parameter set in pipeline.yml, run by papermill.
+
+- Incremental: a run's content hash covers its notebook, its parameters, the data files and the
+  package's source; a run whose hash matches the manifest's is skipped (``force`` re-runs all).
+- Nothing lost: a run executes into outputs/.tmp/ and is moved into place only on success; a
+  failing run keeps its previous outputs and its previous manifest entry, the other runs finish,
+  and the report says which failed (the command exits non-zero).
+- Deterministic: executed notebooks are stripped of timestamps and temporary paths, tables and
+  figures are written by deterministic writers, so a git diff of outputs/ shows what the data
+  changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site", "ROOT"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    notebook: Path
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    root: Path
+    output_dir: Path
+    data_files: list[Path]
+    formats: list[str]
+    runs: list[Run]
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read pipeline.yml (default: the repository's) and expand its runs.
+
+    A run entry may give ``parameters`` (one run) or ``matrix`` (a list of parameter sets, one
+    run each, named ``<name>-<key>``).
+    """
+    path = Path(path) if path else ROOT / "pipeline.yml"
+    if not path.exists():
+        raise FileNotFoundError(f"pipeline config {path} not found")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    root = path.parent
+    out = root / cfg.get("output_dir", "outputs")
+    data = [root / p for p in cfg.get("data", ["studies/effects.csv", "studies/references.bib"])]
+    formats = list(cfg.get("formats", ["svg", "png", "pdf"]))
+    runs: list[Run] = []
+    for i, entry in enumerate(cfg.get("runs", [])):
+        for key in ("name", "notebook"):
+            if key not in entry:
+                raise ValueError(f"{path}: runs[{i}] has no '{key}'")
+        nb = root / entry["notebook"]
+        base = dict(entry.get("parameters", {}))
+        if "matrix" in entry:
+            for tag, params in entry["matrix"].items():
+                runs.append(Run(f"{entry['name']}-{tag}", nb, {**base, **(params or {})}))
+        else:
+            runs.append(Run(entry["name"], nb, base))
+    names = [r.name for r in runs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"{path}: duplicate run names {sorted(dup)}")
+    return Config(root=root, output_dir=out, data_files=data, formats=formats, runs=runs)
+
+
+def _package_fingerprint() -> str:
+    h = hashlib.sha256()
+    for f in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def run_hash(run: Run, cfg: Config, package_fp: str) -> str:
+    """Content hash of everything a run's outputs depend on."""
+    h = hashlib.sha256()
+    h.update(run.notebook.read_bytes())
+    h.update(json.dumps(run.parameters, sort_keys=True).encode())
+    h.update(json.dumps(cfg.formats).encode())
+    for f in cfg.data_files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.exists() else b"<missing>")
+    h.update(package_fp.encode())
+    return h.hexdigest()
+
+
+def _read_manifest(out: Path) -> dict:
+    p = out / MANIFEST
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clean_notebook(nb_path: Path, run: Run, cfg: Config, work: Path) -> None:
+    """Remove what changes between identical runs: timestamps, durations, temporary paths."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    final = f"{cfg.output_dir.name}/{run.name}"
+    for cell in nb.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = cell.source.replace(str(work), final)
+            cell["id"] = "injected-parameters"  # papermill gives it a random id
+    pm = nb.metadata.get("papermill", {})
+    for key in ("start_time", "end_time", "duration", "exception"):
+        pm.pop(key, None)
+    pm["input_path"] = run.notebook.relative_to(cfg.root).as_posix()
+    pm["output_path"] = f"{cfg.output_dir.name}/{run.name}/notebook.ipynb"
+    pm["parameters"] = {k: v for k, v in pm.get("parameters", {}).items() if k != "output_dir"}
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, nb_path)
+
+
+def _to_html(nb_path: Path, html_path: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(nb_path, as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input_prompt = False
+    body, _ = exporter.from_notebook_node(nb)
+    # the lab template loads require.js and MathJax from a CDN; the site must work offline and
+    # our notebooks use neither, so those script tags are dropped
+    body = re.sub(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>', "", body)
+    html_path.write_text(body, encoding="utf-8")
+
+
+def _execute(run: Run, cfg: Config, digest: str) -> dict:
+    """Execute one run into a temporary folder and move it into place on success (own process)."""
+    import papermill as pm
+
+    out = cfg.output_dir
+    tmp_root = out / ".tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    work = tmp_root / f"{run.name}.{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    params = {**run.parameters, "output_dir": str(work), "formats": cfg.formats}
+    nb_out = work / "notebook.ipynb"
+    try:
+        pm.execute_notebook(
+            str(run.notebook), str(nb_out), parameters=params, kernel_name="python3",
+            progress_bar=False, cwd=str(run.notebook.parent), log_output=False,
+        )
+        _clean_notebook(nb_out, run, cfg, work)
+        _to_html(nb_out, work / "notebook.html")
+    except Exception as e:  # report, keep the previous outputs
+        shutil.rmtree(work, ignore_errors=True)
+        msg = _describe_failure(e)
+        return {"name": run.name, "status": "failed", "error": msg}
+    final = out / run.name
+    old = tmp_root / f"{run.name}.old.{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(work, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return {"name": run.name, "status": "ok", "hash": digest}
+
+
+def _describe_failure(e: Exception) -> str:
+    ename = getattr(e, "ename", type(e).__name__)
+    evalue = getattr(e, "evalue", str(e))
+    source = getattr(e, "source", None)
+    cell = getattr(e, "cell_index", None)
+    where = f"cell {cell}" if cell is not None else "setup"
+    text = f"{where}: {ename}: {evalue}"
+    if source:
+        text += "\n    " + "\n    ".join(str(source).splitlines()[:15])
+    return text
+
+
+@dataclass
+class PipelineReport:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def __str__(self) -> str:
+        lines = [f"ran {len(self.ran)}, skipped {len(self.skipped)} (unchanged), "
+                 f"failed {len(self.failed)}"]
+        for name, msg in self.failed.items():
+            lines.append(f"FAILED {name}: {msg}")
+        return "\n".join(lines)
+
+
+def run_pipeline(
+    config: str | os.PathLike | None = None,
+    force: bool = False,
+    jobs: int | None = None,
+    only: list[str] | None = None,
+    progress: bool = True,
+    only_changed: bool = True,
+) -> PipelineReport:
+    """Run every (changed) notebook x parameter set of the config; see the module docstring.
+
+    ``only`` restricts to runs whose name starts with one of the given prefixes;
+    ``only_changed=False`` is the same as ``force=True``.
+    """
+    cfg = load_config(config)
+    force = force or not only_changed
+    out = cfg.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _read_manifest(out)
+    fp = _package_fingerprint()
+    todo: list[tuple[Run, str]] = []
+    report = PipelineReport()
+    for run in cfg.runs:
+        if only and not any(run.name.startswith(p) for p in only):
+            continue
+        if not run.notebook.exists():
+            report.failed[run.name] = f"notebook {run.notebook} not found"
+            continue
+        digest = run_hash(run, cfg, fp)
+        if not force and manifest.get(run.name, {}).get("hash") == digest and (out / run.name).exists():
+            report.skipped.append(run.name)
+        else:
+            todo.append((run, digest))
+    if todo:
+        jobs = jobs or max(1, min(os.cpu_count() or 1, len(todo)))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc="alliance-meta run", unit="run", file=sys.stderr)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_execute, r, cfg, d): r for r, d in todo}
+            for fut in as_completed(futures):
+                run = futures[fut]
+                try:
+                    res = fut.result()
+                except Exception as e:  # the worker itself died
+                    res = {"name": run.name, "status": "failed", "error": _describe_failure(e)}
+                if res["status"] == "ok":
+                    report.ran.append(run.name)
+                    manifest[run.name] = {
+                        "hash": res["hash"],
+                        "notebook": run.notebook.relative_to(cfg.root).as_posix(),
+                        "parameters": run.parameters,
+                    }
+                else:
+                    report.failed[run.name] = res["error"]
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+    shutil.rmtree(out / ".tmp", ignore_errors=True)
+    # forget runs that are no longer configured (their folders stay until removed by hand)
+    names = {r.name for r in cfg.runs}
+    manifest = {k: v for k, v in manifest.items() if k in names}
+    _write_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    report.ran.sort()
+    report.skipped.sort()
+    build_site(cfg)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# the static site
+
+
+def _headline(out: Path) -> list[tuple[str, str]]:
+    """Headline numbers from the overall pooled run's table, if it exists."""
+    import csv
+
+    p = out / "02_pooled-all" / "tables" / "pooled.csv"
+    if not p.exists():
+        return []
+    rows = list(csv.DictReader(p.open(encoding="utf-8")))
+    out_rows = []
+    for r in rows:
+        try:
+            out_rows.append((
+                r.get("model", ""),
+                f"r = {float(r['r']):.3f} [{float(r['r_ci_lb']):.3f}, {float(r['r_ci_ub']):.3f}], "
+                f"k = {r.get('k', '')}" + (f", {r['n_samples']} samples" if r.get("n_samples") else ""),
+            ))
+        except (KeyError, ValueError):
+            continue
+    return out_rows
+
+
+def build_site(cfg: Config) -> Path:
+    """outputs/site/index.html: headline numbers and a link to every notebook and figure.
+
+    All links are relative, so the site works from the file system without a server.
+    """
+    out = cfg.output_dir
+    site = out / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>alliance-meta: alliance-outcome meta-analysis</title>",
+        "<style>body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;max-width:70em;"
+        "margin:2em auto;padding:0 1em;color:#222}h2{border-bottom:1px solid #ccc}"
+        "figure{display:inline-block;margin:.5em;vertical-align:top}"
+        "figure img{max-width:22em;border:1px solid #ddd}"
+        "figcaption{font-size:.85em}table{border-collapse:collapse}"
+        "td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left}</style>",
+        "</head><body>",
+        "<h1>alliance-meta</h1>",
+        "<p>Alliance&ndash;outcome meta-analysis of the curated studies in <code>studies/</code>, "
+        "regenerated by <code>alliance-meta run</code>.</p>",
+    ]
+    head = _headline(out)
+    if head:
+        parts.append("<h2>Headline</h2><table><tr><th>model</th><th>pooled estimate</th></tr>")
+        for model, text in head:
+            parts.append(f"<tr><td>{html.escape(model)}</td><td>{html.escape(text)}</td></tr>")
+        parts.append("</table>")
+    parts.append("<h2>Notebooks</h2><ul>")
+    runs = [r for r in cfg.runs if (out / r.name / "notebook.html").exists()]
+    for r in runs:
+        parts.append(
+            f'<li><a href="../{html.escape(r.name)}/notebook.html">{html.escape(r.name)}</a>'
+            f" <small>{html.escape(json.dumps(r.parameters, sort_keys=True))}</small></li>"
+        )
+    parts.append("</ul>")
+    for r in runs:
+        figs = sorted((out / r.name / "figures").glob("*.png"))
+        tables = sorted((out / r.name / "tables").glob("*.csv"))
+        if not figs and not tables:
+            continue
+        parts.append(f"<h2>{html.escape(r.name)}</h2>")
+        for f in figs:
+            rel = f"../{r.name}/figures/{f.name}"
+            svg = f.with_suffix(".svg")
+            link = f"../{r.name}/figures/{svg.name}" if svg.exists() else rel
+            parts.append(
+                f'<figure><a href="{html.escape(link)}"><img src="{html.escape(rel)}" '
+                f'alt="{html.escape(f.stem)}"></a><figcaption>{html.escape(f.stem)}</figcaption>'
+                "</figure>"
+            )
+        if tables:
+            parts.append("<p>Tables: " + ", ".join(
+                f'<a href="../{html.escape(r.name)}/tables/{html.escape(t.name)}">'
+                f"{html.escape(t.name)}</a>" for t in tables) + "</p>")
+    parts.append("</body></html>\n")
+    index = site / "index.html"
+    _write_atomic(index, "\n".join(parts))
+    return index
+
+
+def _main_for_tests(argv: list[str]) -> int:  # pragma: no cover - used by the CLI
+    rep = run_pipeline(argv[0] if argv else None)
+    print(rep)
+    return 0 if rep.ok else 1
+
+
+def summary_dict(rep: PipelineReport) -> dict[str, Any]:
+    return {"ran": rep.ran, "skipped": rep.skipped, "failed": rep.failed}
