@@ -18,9 +18,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/alliance-meta run
 
+# the whole suite: lint, unit/reference/pipeline/browser tests, and the notebooks through nbval
 test: $(STAMP)
 	$(BIN)/ruff check alliance_meta tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 validate: $(STAMP)
 	$(BIN)/alliance-meta validate
@@ -29,7 +30,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

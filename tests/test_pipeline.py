@@ -1,0 +1,146 @@
+"""The pipeline: incremental skipping, nothing lost on failure, determinism, the site, and that
+the committed outputs/ tables are what the code produces now."""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from alliance_meta.pipeline import ROOT, load_config, run_pipeline
+
+NB_OK = """\
+import pandas as pd
+from pathlib import Path
+Path(output_dir, "tables").mkdir(parents=True, exist_ok=True)
+pd.DataFrame({"x": [value]}).to_csv(Path(output_dir, "tables", "t.csv"), index=False)
+"""
+
+
+def _notebook(path: Path, body: str, value: int = 1) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(f"value = {value}\noutput_dir = 'x'\nformats = []")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    """A small project: one data file, two notebooks, three runs (synthetic content)."""
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "effects.csv").write_text("a\n1\n")
+    (tmp_path / "nb").mkdir()
+    _notebook(tmp_path / "nb" / "ok.ipynb", NB_OK)
+    _notebook(tmp_path / "nb" / "other.ipynb", NB_OK)
+    (tmp_path / "pipeline.yml").write_text(textwrap.dedent("""\
+        output_dir: out
+        data: [studies/effects.csv]
+        formats: [svg]
+        runs:
+          - name: ok
+            notebook: nb/ok.ipynb
+            matrix:
+              one: {value: 1}
+              two: {value: 2}
+          - name: other
+            notebook: nb/other.ipynb
+        """))
+    return tmp_path
+
+
+def test_config_expands_matrix(project):
+    cfg = load_config(project / "pipeline.yml")
+    assert [r.name for r in cfg.runs] == ["ok-one", "ok-two", "other"]
+    assert cfg.runs[1].parameters == {"value": 2}
+
+
+def test_incremental_skip_and_force(project):
+    cfg = project / "pipeline.yml"
+    rep = run_pipeline(cfg, progress=False, jobs=2)
+    assert rep.ok and rep.ran == ["ok-one", "ok-two", "other"]
+    assert (project / "out" / "ok-two" / "tables" / "t.csv").read_text() == "x\n2\n"
+    assert (project / "out" / "ok-one" / "notebook.html").exists()
+    rep = run_pipeline(cfg, progress=False)
+    assert rep.ran == [] and rep.skipped == ["ok-one", "ok-two", "other"]
+    # a data change re-runs everything that depends on the data
+    (project / "studies" / "effects.csv").write_text("a\n1\n2\n")
+    assert run_pipeline(cfg, progress=False).ran == ["ok-one", "ok-two", "other"]
+    # a notebook change re-runs only that notebook's runs
+    _notebook(project / "nb" / "other.ipynb", NB_OK + "\n# changed\n")
+    assert run_pipeline(cfg, progress=False).ran == ["other"]
+    assert run_pipeline(cfg, progress=False, force=True).ran == ["ok-one", "ok-two", "other"]
+
+
+def test_failure_keeps_previous_outputs_and_reports_cell(project):
+    cfg = project / "pipeline.yml"
+    assert run_pipeline(cfg, progress=False).ok
+    good = (project / "out" / "other" / "tables" / "t.csv").read_bytes()
+    _notebook(project / "nb" / "other.ipynb", "raise RuntimeError('boom in cell')")
+    (project / "studies" / "effects.csv").write_text("a\n3\n")  # all runs are due
+    rep = run_pipeline(cfg, progress=False)
+    assert not rep.ok
+    assert set(rep.failed) == {"other"}
+    assert "RuntimeError" in rep.failed["other"] and "boom in cell" in rep.failed["other"]
+    assert sorted(rep.ran) == ["ok-one", "ok-two"]  # the other runs finished
+    assert (project / "out" / "other" / "tables" / "t.csv").read_bytes() == good
+    assert not (project / "out" / ".tmp").exists()
+    # the failed run is retried next time (its manifest entry is the old one)
+    assert "other" in run_pipeline(cfg, progress=False).failed
+
+
+def test_outputs_are_deterministic(project, tmp_path):
+    cfg = project / "pipeline.yml"
+    run_pipeline(cfg, progress=False)
+    first = tmp_path / "first"
+    shutil.copytree(project / "out", first)
+    run_pipeline(cfg, progress=False, force=True)
+    cmp = filecmp.dircmp(first, project / "out")
+
+    def diffs(c):
+        out = list(c.diff_files) + c.left_only + c.right_only
+        for sub in c.subdirs.values():
+            out += diffs(sub)
+        return out
+
+    assert diffs(cmp) == []
+
+
+def test_site_links_every_notebook(project):
+    run_pipeline(project / "pipeline.yml", progress=False)
+    index = (project / "out" / "site" / "index.html").read_text()
+    for name in ("ok-one", "ok-two", "other"):
+        assert f'href="../{name}/notebook.html"' in index
+    html = (project / "out" / "ok-one" / "notebook.html").read_text()
+    import re
+
+    # offline: no script loaded from a CDN (nbconvert's lazy mermaid import only fires for
+    # mermaid diagrams, which our notebooks do not have)
+    assert not re.search(r'<script[^>]*src="https?://', html)
+
+
+def test_committed_tables_match_a_fresh_run(tmp_path):
+    """CI guard (issue #4): the tables in outputs/ are what the code and data produce now.
+    Re-runs the real pipeline into a temporary folder and compares every CSV byte for byte."""
+    cfg_text = (ROOT / "pipeline.yml").read_text().replace("output_dir: outputs",
+                                                          f"output_dir: {tmp_path / 'fresh'}")
+    cfg = ROOT / f".pipeline-test-{tmp_path.name}.yml"
+    cfg.write_text(cfg_text)
+    try:
+        rep = run_pipeline(cfg, progress=False, force=True)
+    finally:
+        cfg.unlink()
+    assert rep.ok, str(rep)
+    committed = sorted((ROOT / "outputs").glob("*/tables/*.csv"))
+    fresh = sorted((tmp_path / "fresh").glob("*/tables/*.csv"))
+    assert [p.relative_to(ROOT / "outputs") for p in committed] == \
+        [p.relative_to(tmp_path / "fresh") for p in fresh], "outputs/ lists different tables"
+    stale = [str(c.relative_to(ROOT)) for c, f in zip(committed, fresh, strict=True)
+             if c.read_bytes() != f.read_bytes()]
+    assert not stale, f"committed tables differ from a fresh run (run `make run`): {stale}"
