@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[test,docs]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	# strip notebook outputs on commit (a git filter in this clone's .git/config)
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(BIN)/nbstripout --install
 	touch $(STAMP)
 
 install: $(STAMP)
