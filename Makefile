@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,docs]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	# strip notebook outputs on commit (a git filter in this clone's .git/config)
-	-git rev-parse --git-dir >/dev/null 2>&1 && $(BIN)/nbstripout --install
+	-git rev-parse --git-dir >/dev/null 2>&1 && \
+	  git config filter.nbstripout.clean "$(CURDIR)/$(BIN)/nbstripout" && \
+	  git config filter.nbstripout.smudge cat
 	touch $(STAMP)
 
 install: $(STAMP)
