@@ -40,21 +40,13 @@ class _Blocks:
         self.codes_sorted = sc
         self.labels = uniq
         self.m = self.starts.size
+        # cluster index (0..m-1, in sorted order) of every sorted row
+        step = np.zeros(sc.size, dtype=np.int64)
+        step[self.starts[1:]] = 1
+        self.rank = np.cumsum(step)
 
     def sum(self, a):
         return np.add.reduceat(a, self.starts, axis=0)
-
-    def expand(self, a):
-        """Per-cluster values repeated over their rows."""
-        return a[self.codes_sorted_rank]
-
-    @property
-    def codes_sorted_rank(self):
-        # cluster index (0..m-1 in sorted order) of every sorted row
-        out = np.zeros(self.codes_sorted.size, dtype=np.int64)
-        out[self.starts[1:]] = 1
-        return np.cumsum(out)
-
 
 @dataclass
 class _ThreeLevelPieces:
@@ -74,7 +66,7 @@ def _pieces(theta, y, v, X, bl: _Blocks, reml: bool, XtX_logdet: float) -> _Thre
     di = 1.0 / d
     S = bl.sum(di)  # per cluster sum of 1/d
     c = s1 / (1.0 + s1 * S)
-    rank = bl.codes_sorted_rank
+    rank = bl.rank
     cr = c[rank]
 
     def vinv(Z):

@@ -22,7 +22,6 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -378,13 +377,3 @@ def build_site(cfg: Config) -> Path:
     index = site / "index.html"
     _write_atomic(index, "\n".join(parts))
     return index
-
-
-def _main_for_tests(argv: list[str]) -> int:  # pragma: no cover - used by the CLI
-    rep = run_pipeline(argv[0] if argv else None)
-    print(rep)
-    return 0 if rep.ok else 1
-
-
-def summary_dict(rep: PipelineReport) -> dict[str, Any]:
-    return {"ran": rep.ran, "skipped": rep.skipped, "failed": rep.failed}
