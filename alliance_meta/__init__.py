@@ -54,6 +54,14 @@ from .models import (
     subgroup_analysis,
 )
 from .multilevel import ThreeLevelResult, three_level
+from .multiverse import (
+    MultiverseResult,
+    default_factors,
+    estimate_histogram,
+    multiverse,
+    share_significant_plot,
+    specification_curve,
+)
 from .robust import RobustResult, robust
 from .sensitivity import baujat, cumulative, influence, leave_one_out
 
@@ -64,6 +72,7 @@ __all__ = [
     "EggerResult",
     "FailSafeNResult",
     "MetaRegressionResult",
+    "MultiverseResult",
     "PermutationResult",
     "PetPeeseResult",
     "Problem",
@@ -81,6 +90,8 @@ __all__ = [
     "baujat",
     "common_effect",
     "cumulative",
+    "default_factors",
+    "estimate_histogram",
     "egger_test",
     "fail_safe_n",
     "fisher_z",
@@ -88,6 +99,7 @@ __all__ = [
     "leave_one_out",
     "load_studies",
     "meta_regression",
+    "multiverse",
     "number_in_quote",
     "permutation_test",
     "pet_peese",
@@ -100,6 +112,8 @@ __all__ = [
     "rank_test",
     "robust",
     "selection_model",
+    "share_significant_plot",
+    "specification_curve",
     "studies_dir",
     "subgroup_analysis",
     "three_level",

@@ -111,11 +111,12 @@ def run(
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Parallel runs (default: cores).")] = None,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run names starting with this.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Pipeline config (default: pipeline.yml).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address for the multiverse runs.")] = None,
 ) -> None:
     """Execute the notebooks of pipeline.yml with papermill: outputs/, tables, figures, site."""
     from .pipeline import run_pipeline
 
-    report = run_pipeline(config, force=force, jobs=jobs, only=only)
+    report = run_pipeline(config, force=force, jobs=jobs, only=only, scheduler=scheduler)
     typer.echo(str(report))
     if not report.ok:
         raise typer.Exit(code=1)

@@ -96,7 +96,9 @@ def run_hash(run: Run, cfg: Config, package_fp: str) -> str:
     """Content hash of everything a run's outputs depend on."""
     h = hashlib.sha256()
     h.update(run.notebook.read_bytes())
-    h.update(json.dumps(run.parameters, sort_keys=True).encode())
+    # where the work runs (a Dask scheduler) does not change the results
+    params = {k: v for k, v in run.parameters.items() if k != "scheduler"}
+    h.update(json.dumps(params, sort_keys=True).encode())
     h.update(json.dumps(cfg.formats).encode())
     for f in cfg.data_files:
         h.update(f.name.encode())
@@ -228,13 +230,18 @@ def run_pipeline(
     only: list[str] | None = None,
     progress: bool = True,
     only_changed: bool = True,
+    scheduler: str | None = None,
 ) -> PipelineReport:
     """Run every (changed) notebook x parameter set of the config; see the module docstring.
 
     ``only`` restricts to runs whose name starts with one of the given prefixes;
-    ``only_changed=False`` is the same as ``force=True``.
+    ``only_changed=False`` is the same as ``force=True``; ``scheduler`` (a Dask scheduler
+    address) is passed to the runs that declare a ``scheduler`` parameter.
     """
     cfg = load_config(config)
+    if scheduler:
+        cfg.runs = [Run(r.name, r.notebook, {**r.parameters, "scheduler": scheduler})
+                    if "scheduler" in r.parameters else r for r in cfg.runs]
     force = force or not only_changed
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,411 @@
+"""The multiverse: grid expansion, kept non-estimable specifications, agreement of every kind of
+specification with a direct fit of the same rows, identical tables locally and on a Dask
+LocalCluster, and the decomposition.
+
+Expected numbers come from calling the package's own estimators directly on the same rows
+(random_effects, three_level, robust, trim_and_fill, pet_peese, meta_regression); those are
+checked against metafor in test_vs_metafor_core.py and test_vs_metafor_bias.py. The multiverse
+fits the same estimators batched across row sets, so the agreement tolerance is the core's
+convergence tolerance (1e-12 on tau2) with room for rounding: 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import alliance_meta as am
+from alliance_meta import bias
+from alliance_meta.data import load_studies
+from alliance_meta.multiverse import (
+    BIAS_ADJUSTMENTS,
+    DEPENDENCIES,
+    MultiverseResult,
+    _cr2_intercept,
+    default_factors,
+    estimate_histogram,
+    multiverse,
+    share_significant_plot,
+    specification_curve,
+)
+
+RTOL = 1e-9  # same estimator, batched vs one fit; both converge to 1e-12 on tau2
+
+
+def synthetic(k: int = 48, seed: int = 7) -> pd.DataFrame:
+    """SYNTHETIC effects (not a literature): correlations around .25 in samples of 1-3
+    effects, with the codebook's filter columns."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    while sum(sizes) < k:
+        sizes.append(int(rng.choice([1, 1, 2, 3])))
+    sample = np.repeat(np.arange(len(sizes)), sizes)[:k]
+    n_s = rng.integers(25, 250, len(sizes))
+    n = n_s[sample]
+    z = np.arctanh(0.25) + rng.normal(0, 0.12, len(sizes))[sample] + rng.normal(0, 1 / np.sqrt(n - 3))
+    pick = lambda opts: np.asarray(opts, dtype=object)[rng.integers(0, len(opts), len(sizes))][sample]  # noqa: E731
+    return pd.DataFrame({
+        "es_id": [f"e{i}" for i in range(k)], "sample_id": [f"s{j}" for j in sample],
+        "n": n, "yi": z, "vi": 1.0 / (n - 3),
+        "r_kind": pick(["zero-order", "partial"]), "alliance_rater": pick(["client", "observer"]),
+        "alliance_timing": pick(["early", "late"]), "publication_type": pick(["journal", "dissertation"]),
+        "modality": pick(["CBT", "psychodynamic"]),
+    })
+
+
+GRID = {
+    "method": ["DL", "REML", "PM", "SJ"],
+    "test": ["z", "knha"],
+    "dependency": list(DEPENDENCIES),
+    "min_n": [0, 60],
+    "modality": ["all", "CBT"],
+    "rater": ["all", "therapist"],  # no therapist-rated effects: a row set with no rows
+    "bias": list(BIAS_ADJUSTMENTS),
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    return synthetic()
+
+
+@pytest.fixture(scope="module")
+def result(data) -> MultiverseResult:
+    return multiverse(data, GRID, chunk_size=2)
+
+
+def spec(res: MultiverseResult, **levels) -> pd.Series:
+    t = res.table
+    sel = np.ones(len(t), dtype=bool)
+    defaults = {"min_n": 60, "modality": "CBT", "rater": "all"}
+    for key, val in {**defaults, **levels}.items():
+        sel &= (t[key] == val).to_numpy()
+    assert sel.sum() == 1, levels
+    return t[sel].iloc[0]
+
+
+def rows(data: pd.DataFrame) -> pd.DataFrame:
+    return data[(data["n"] >= 60) & (data["modality"] == "CBT")].reset_index(drop=True)
+
+
+def check(row: pd.Series, est, se, pval, lb, ub) -> None:
+    assert row["status"] == "ok", row["reason"]
+    np.testing.assert_allclose([row["estimate"], row["se"], row["pval"], row["ci_lb"],
+                                row["ci_ub"]], [est, se, pval, lb, ub], rtol=RTOL)
+    assert row["r"] == pytest.approx(math.tanh(row["estimate"]), rel=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid
+
+
+def test_default_grid_on_curated_data_has_every_combination():
+    df = load_studies()
+    fac = default_factors(df)
+    res = multiverse(df)
+    n = math.prod(len(v) for v in fac.values())
+    assert len(res.table) == n
+    assert res.table["spec_id"].tolist() == list(range(n))
+    # a full factorial: every level appears n / levels times, every combination once
+    for f, levels in fac.items():
+        counts = res.table[f].astype(str).value_counts()
+        assert sorted(counts.index) == sorted(map(str, levels))
+        assert (counts == n // len(levels)).all()
+    assert not res.table.duplicated(subset=list(fac)).any()
+    # every modality present in the data is a level
+    assert set(fac["modality"]) == {"all", *df["modality"].astype(str)}
+    assert set(res.table["status"]) <= {"ok", "not estimable"}
+
+
+def test_partial_factors_hold_the_rest_at_one_level(data):
+    res = multiverse(data, {"method": ["DL", "REML"], "min_n": [0, 100]})
+    assert len(res.table) == 4
+    assert set(res.table["dependency"]) == {"three-level"}
+    assert set(res.table["bias"]) == {"none"}
+    assert res.varying == ["method", "min_n"]
+
+
+def test_rows_of_the_grid_come_in_product_order(result):
+    expected = list(itertools.product(*GRID.values()))
+    got = list(result.table[list(GRID)].itertuples(index=False, name=None))
+    assert [tuple(map(str, e)) for e in expected] == [tuple(map(str, g)) for g in got]
+
+
+# ---------------------------------------------------------------------------------------------
+# specifications that cannot run are kept, with the reason
+
+
+def test_not_estimable_specifications_are_kept_with_reasons(result):
+    t = result.table
+    assert len(t) == math.prod(len(v) for v in GRID.values())
+    empty = t[t["rater"] == "therapist"]
+    assert (empty["status"] == "not estimable").all()
+    assert (empty["reason"] == "no effects match the inclusion filters").all()
+    assert (empty["k"] == 0).all()
+    tl = t[(t["dependency"] == "three-level") & (t["method"] == "DL") & (t["rater"] == "all")]
+    assert (tl["status"] == "not estimable").all()
+    assert tl["reason"].str.contains("REML").all()
+    rob_tf = t[(t["dependency"] == "robust") & (t["bias"] == "trim-and-fill") & (t["rater"] == "all")]
+    assert (rob_tf["status"] == "not estimable").all()
+    assert rob_tf["reason"].str.startswith("trim_and_fill").all()
+    ne = t[t["status"] == "not estimable"]
+    assert (ne["reason"].str.len() > 0).all()
+    assert ne["estimate"].isna().all()
+    ok = t[t["status"] == "ok"]
+    assert (ok["reason"] == "").all() and ok["estimate"].notna().all()
+
+
+def test_too_few_effects_give_the_reason():
+    d = synthetic(k=48, seed=3)
+    d = d[d["sample_id"].isin(d["sample_id"].unique()[:1])]  # one sample
+    res = multiverse(d, {"dependency": ["aggregate", "robust", "three-level"],
+                         "method": ["REML"]})
+    t = res.table.set_index("dependency")
+    assert t.loc["aggregate", "reason"] == ("random_effects: needs at least 2 effect sizes, "
+                                            "got k = 1 (one per sample)")
+    assert t.loc["aggregate", "k"] == 1
+    assert (t["status"] == "not estimable").all()
+
+
+def test_a_failing_method_becomes_a_reason_not_a_crash(data, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(bias, "pet_peese", boom)
+    monkeypatch.setattr(bias, "trim_and_fill", boom)
+    res = multiverse(data, {"method": ["REML"], "dependency": ["three-level", "aggregate"],
+                            "bias": list(BIAS_ADJUSTMENTS)})
+    t = res.table.set_index(["dependency", "bias"])
+    assert t.loc[("three-level", "PET-PEESE"), "reason"] == "RuntimeError: boom"
+    assert t.loc[("aggregate", "trim-and-fill"), "reason"] == "RuntimeError: boom"
+    assert t.loc[("aggregate", "PET-PEESE"), "status"] == "ok"  # fitted here, not by bias
+    assert (t.xs("none", level="bias")["status"] == "ok").all()
+
+
+# ---------------------------------------------------------------------------------------------
+# agreement with direct fits of the same rows
+
+
+@pytest.mark.parametrize("method", ["DL", "REML", "PM", "SJ"])
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_aggregate_and_first_agree_with_random_effects(result, data, method, test):
+    d = rows(data)
+    a = am.aggregate(d["yi"], d["vi"], d["sample_id"], rho=0.5)
+    fit = am.random_effects(a["yi"], a["vi"], method=method, test=test)
+    row = spec(result, dependency="aggregate", method=method, test=test, bias="none")
+    check(row, fit.estimate, fit.se, fit.pval, fit.ci_lb, fit.ci_ub)
+    assert row["tau2"] == pytest.approx(fit.tau2, rel=RTOL, abs=1e-12)
+    assert row["I2"] == pytest.approx(fit.I2, rel=RTOL, abs=1e-9)
+    assert row["k"] == len(a) == row["n_samples"]
+    first = d.drop_duplicates("sample_id")
+    fit = am.random_effects(first["yi"], first["vi"], method=method, test=test)
+    check(spec(result, dependency="first", method=method, test=test, bias="none"),
+          fit.estimate, fit.se, fit.pval, fit.ci_lb, fit.ci_ub)
+
+
+@pytest.mark.parametrize("method", ["DL", "REML"])
+def test_robust_agrees_with_cr2_on_random_effects(result, data, method):
+    d = rows(data)
+    rb = am.robust(am.random_effects(d["yi"], d["vi"], method=method), d["sample_id"])
+    # knha: CR2 with Satterthwaite t, as robust() (clubSandwich)
+    row = spec(result, dependency="robust", method=method, test="knha", bias="none")
+    check(row, rb.coef[0], rb.se[0], rb.pval[0], rb.ci_lb[0], rb.ci_ub[0])
+    # z: the same CR2 standard error with the normal reference distribution
+    from scipy import stats
+
+    z = rb.coef[0] / rb.se[0]
+    row = spec(result, dependency="robust", method=method, test="z", bias="none")
+    q = stats.norm.ppf(0.975)
+    check(row, rb.coef[0], rb.se[0], 2 * stats.norm.sf(abs(z)), rb.coef[0] - q * rb.se[0],
+          rb.coef[0] + q * rb.se[0])
+    assert row["k"] == len(d)
+
+
+def test_three_level_agrees_with_three_level(result, data):
+    d = rows(data)
+    for test, theirs in (("z", "z"), ("knha", "t")):
+        tl = am.three_level(d["yi"], d["vi"], d["sample_id"], method="REML", test=theirs)
+        row = spec(result, dependency="three-level", method="REML", test=test, bias="none")
+        check(row, tl.coef[0], tl.se[0], tl.pval[0], tl.ci_lb[0], tl.ci_ub[0])
+        assert row["tau2"] == pytest.approx(tl.sigma2_between + tl.sigma2_within, rel=1e-12)
+
+
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_trim_and_fill_agrees_with_bias_module(result, data, test):
+    d = rows(data)
+    a = am.aggregate(d["yi"], d["vi"], d["sample_id"])
+    tf = bias.trim_and_fill(am.random_effects(a["yi"], a["vi"], method="PM", test=test))
+    row = spec(result, dependency="aggregate", method="PM", test=test, bias="trim-and-fill")
+    check(row, tf.estimate, tf.se, tf.pval, tf.ci_lb, tf.ci_ub)
+    assert row["adjustment"] == f"k0 = {tf.k0} ({tf.side})"
+
+
+def test_pet_peese_agrees_with_bias_module(result, data):
+    d = rows(data).drop_duplicates("sample_id")
+    pp = bias.pet_peese(d["yi"].to_numpy(), d["vi"].to_numpy(), model="rma", method="REML")
+    row = spec(result, dependency="first", method="REML", test="z", bias="PET-PEESE")
+    check(row, pp.estimate, pp.se, pp.pval, pp.ci_lb, pp.ci_ub)
+    assert row["adjustment"] == pp.chosen
+    # knha: the same regressions with Knapp-Hartung tests (meta_regression)
+    reg = {lab: am.meta_regression(d["yi"], d["vi"], mods=x, method="REML", test="knha")
+           for lab, x in (("PET", np.sqrt(d["vi"])), ("PEESE", d["vi"]))}
+    from scipy import stats
+
+    p1 = stats.t.sf(reg["PET"].zval[0], reg["PET"].dfs)
+    chosen = reg["PEESE" if p1 < 0.05 else "PET"]
+    row = spec(result, dependency="first", method="REML", test="knha", bias="PET-PEESE")
+    check(row, chosen.coef[0], chosen.se[0], chosen.pval[0], chosen.ci_lb[0], chosen.ci_ub[0])
+
+
+def test_pet_peese_robust_and_three_level(result, data):
+    d = rows(data)
+    from scipy import stats
+
+    regs = {lab: am.robust(am.meta_regression(d["yi"], d["vi"], mods=x, method="SJ"),
+                           d["sample_id"]) for lab, x in (("PET", np.sqrt(d["vi"])),
+                                                           ("PEESE", d["vi"]))}
+    p1 = stats.t.sf(regs["PET"].tval[0], regs["PET"].df[0])
+    rb = regs["PEESE" if p1 < 0.05 else "PET"]
+    row = spec(result, dependency="robust", method="SJ", test="knha", bias="PET-PEESE")
+    check(row, rb.coef[0], rb.se[0], rb.pval[0], rb.ci_lb[0], rb.ci_ub[0])
+    tl = am.three_level(d["yi"], d["vi"], d["sample_id"], method="REML")
+    pp = bias.pet_peese(tl)
+    row = spec(result, dependency="three-level", method="REML", test="knha", bias="PET-PEESE")
+    check(row, pp.estimate, pp.se, pp.pval, pp.ci_lb, pp.ci_ub)
+
+
+def test_vectorised_cr2_equals_robust_for_a_batch():
+    d = synthetic(k=60, seed=11)
+    y, v = d["yi"].to_numpy(), d["vi"].to_numpy()
+    codes = pd.factorize(d["sample_id"])[0]
+    fits = [am.random_effects(y, v, method=m) for m in ("DL", "REML", "PM")]
+    b, se, df = _cr2_intercept(y, v, np.ones((3, y.size, 1)), np.array([f.tau2 for f in fits]),
+                               codes)
+    for j, f in enumerate(fits):
+        rb = am.robust(f, d["sample_id"])
+        np.testing.assert_allclose([b[j], se[j], df[j]], [rb.coef[0], rb.se[0], rb.df[0]],
+                                   rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# local and Dask give the same table
+
+
+def test_local_and_dask_localcluster_tables_are_identical(data, result):
+    from dask.distributed import Client, LocalCluster
+
+    grid = {**GRID, "method": ["DL", "REML"], "min_n": [0, 60, 100]}
+    local = multiverse(data, grid, seed=1, chunk_size=2)
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        on_client = multiverse(data, grid, scheduler=client, seed=1, chunk_size=2)
+        on_address = multiverse(data, grid, scheduler=cluster.scheduler_address, seed=1,
+                                chunk_size=2)
+    assert local.n_chunks > 2  # the work really was split
+    pd.testing.assert_frame_equal(local.table, on_client.table, check_exact=True)
+    pd.testing.assert_frame_equal(local.table, on_address.table, check_exact=True)
+    assert on_address.scheduler.startswith("tcp://") and local.scheduler == "local"
+    # chunking does not change the numbers beyond the batching tolerance
+    one = multiverse(data, grid, seed=1, chunk_size=1000)
+    ok = local.table["status"] == "ok"
+    assert (one.table["status"] == local.table["status"]).all()
+    np.testing.assert_allclose(one.table.loc[ok, "estimate"], local.table.loc[ok, "estimate"],
+                               rtol=RTOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# summaries and the decomposition
+
+
+def test_summary_shares(result):
+    s = result.summary().iloc[0]
+    ok = result.estimable
+    assert s["n_specs"] == len(result.table)
+    assert s["n_estimable"] == len(ok)
+    assert s["share_sig_positive"] + s["share_sig_negative"] + s["share_not_sig"] == pytest.approx(1)
+    assert s["share_sig_positive"] == pytest.approx(
+        ((ok["pval"] < 0.05) & (ok["estimate"] > 0)).mean())
+    assert s["median_r"] == pytest.approx(ok["r"].median())
+    assert s["min_r"] <= s["median_r"] <= s["max_r"]
+    by = result.summary(by="dependency")
+    assert list(by["level"]) == list(DEPENDENCIES)
+    assert by["n_specs"].sum() == len(result.table)
+    assert "<table" in result._repr_html_()
+
+
+def test_decompose_on_a_balanced_grid_sums_to_one(data):
+    grid = {"method": ["DL", "REML"], "test": ["z", "knha"],
+            "dependency": ["aggregate", "first"], "min_n": [0, 60], "modality": ["all", "CBT"]}
+    res = multiverse(data, grid)
+    assert (res.table["status"] == "ok").all()
+    dec = res.decompose().set_index("factor")
+    # the test changes the CI, not the estimate: no share of the variance
+    assert dec.loc["test", "eta2"] == pytest.approx(0, abs=1e-12)
+    main = dec.drop("interactions/residual")
+    assert ((main["eta2"] >= 0) & (main["eta2"] <= 1)).all()
+    # balanced and complete: the main effects are orthogonal, so the one-way eta2 equal the
+    # unique shares and, with the interactions, add up to 1
+    np.testing.assert_allclose(main["eta2"], main["unique"], atol=1e-10)
+    assert main["eta2"].sum() + dec.loc["interactions/residual", "eta2"] == pytest.approx(1)
+    assert list(main["eta2"]) == sorted(main["eta2"], reverse=True)
+
+
+def test_decompose_on_unbalanced_result(result):
+    dec = result.decompose()
+    main = dec[dec["factor"] != "interactions/residual"]
+    assert set(main["factor"]) <= set(result.varying)
+    assert ((main["unique"] >= -1e-12) & (main["unique"] <= 1 + 1e-12)).all()
+    assert 0 <= dec["eta2"].iloc[-1] <= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# figures (structure, not pixels)
+
+
+def test_figures_structure(result):
+    n = len(result.estimable)
+    fig = specification_curve(result)
+    ax, axc = fig.axes
+    assert len(ax.collections[0].get_segments()) == n  # one CI per estimable specification
+    assert ax.get_ylabel() == "r with 95% CI"
+    labels = [t.get_text() for t in axc.get_yticklabels()]
+    assert len(labels) == sum(len(GRID[f]) for f in result.varying)
+    assert "dependency: three-level" in labels
+    fig = estimate_histogram(result)
+    assert fig.axes[0].get_xlabel().startswith("r")
+    fig = share_significant_plot(result, by="bias")
+    assert len(fig.axes[0].get_yticklabels()) == 1 + len(BIAS_ADJUSTMENTS)
+    empty = multiverse(synthetic(), {"rater": ["therapist"]})
+    assert len(specification_curve(empty).axes) == 2  # says so instead of failing
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+@pytest.mark.parametrize("factors, match", [
+    ({"method": ["XX"]}, "unknown level"),
+    ({"rater": ["therapits"]}, "unknown level"),
+    ({"colour": ["red"]}, "unknown factor"),
+    ({"min_n": [-5]}, "min_n"),
+    ({"method": []}, "no levels"),
+    ({"test": ["z", "z"]}, "twice"),
+])
+def test_bad_factors_raise(data, factors, match):
+    with pytest.raises(ValueError, match=match):
+        multiverse(data, factors)
+
+
+def test_bad_scheduler_and_data(data):
+    with pytest.raises(ValueError, match="scheduler"):
+        multiverse(data, {"method": ["DL"]}, scheduler=42)
+    with pytest.raises(ValueError, match="yi"):
+        multiverse(data.drop(columns="yi"))
+    bad = data.copy()
+    bad.loc[0, "vi"] = -1
+    with pytest.raises(ValueError, match="positive"):
+        multiverse(bad)
