@@ -21,13 +21,15 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import best_time  # noqa: E402
 
 import alliance_meta as am  # noqa: E402
 from alliance_meta.bias import (  # noqa: E402
@@ -52,13 +54,8 @@ def synthetic(k: int, seed: int) -> pd.DataFrame:
 
 
 def best_ms(fn, repeat: int) -> float:
-    fn()  # warm-up (imports, first-call caches)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * min(times)
+    """Best of ``repeat`` single calls after a warm-up, in ms (the shared timer)."""
+    return 1e3 * best_time(fn, repeat=repeat, number=1)
 
 
 R_SCRIPT = textwrap.dedent("""
