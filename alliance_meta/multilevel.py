@@ -319,7 +319,7 @@ def three_level(
         else:
             QM_p = float(stats.chi2.sf(QM, btt.size))
     else:
-        QM = float(zval[0] ** 2) if test == "z" else float(zval[0] ** 2)
+        QM = float(zval[0] ** 2)
         QM_p = float(pval[0])
     ww = 1.0 / v0
     vt = (k - 1) * ww.sum() / (ww.sum() ** 2 - (ww**2).sum())

@@ -80,7 +80,7 @@ for name, a in results.items():
             if hasattr(x, attr):
                 row[attr] = getattr(x, attr)
         if "estimate" in row:
-            row["r"] = float(pd.Series([row["estimate"]]).pipe(lambda s: s.map(am.z_to_r))[0])
+            row["r"] = am.z_to_r(row["estimate"])
     else:
         row["note"] = f"not run: {a.reason}"
     rows.append(row)
