@@ -25,6 +25,7 @@ run: $(STAMP)
 # the whole suite: lint, unit/reference/pipeline/browser tests, and the notebooks through nbval
 test: $(STAMP)
 	$(BIN)/ruff check alliance_meta tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 validate: $(STAMP)

@@ -1,11 +1,28 @@
 """alliance-meta: a meta-analysis workbench for alliance-outcome research in psychotherapy.
 
-The statistical core agrees with R's metafor and clubSandwich (see tests/reference/) and is
-vectorised across fits. Figures live in :mod:`alliance_meta.plots` (imported on first use, so
-that ``import alliance_meta`` does not pull in matplotlib).
+Four floors, each importing only from the floors below it (checked by import-linter):
+
+- :mod:`alliance_meta.stats`: effect sizes, models, robust inference, bias, influence and the
+  multiverse table (numpy/scipy/formulaic only). Agrees with R's metafor and clubSandwich
+  (see tests/reference/).
+- :mod:`alliance_meta.data`: the codebook's schema, validation, loading and appending effects.
+- :mod:`alliance_meta.viz`: every figure (the only floor that imports matplotlib; loaded on
+  first use, so ``import alliance_meta`` stays light).
+- :mod:`alliance_meta.workflow`: notebook helpers, the pipeline, the site and the command line.
 """
 
-from .bias import (
+from .data import (
+    Problem,
+    StudiesValidationError,
+    ValidationReport,
+    append_rows,
+    load_studies,
+    number_in_quote,
+    studies_dir,
+    validate_studies,
+    write_datapackage,
+)
+from .stats.bias import (
     EggerResult,
     FailSafeNResult,
     PetPeeseResult,
@@ -19,18 +36,7 @@ from .bias import (
     selection_model,
     trim_and_fill,
 )
-from .data import (
-    Problem,
-    StudiesValidationError,
-    ValidationReport,
-    append_rows,
-    load_studies,
-    number_in_quote,
-    studies_dir,
-    validate_studies,
-    write_datapackage,
-)
-from .effects import (
+from .stats.escalc import (
     aggregate,
     fisher_z,
     r_from_beta,
@@ -41,7 +47,9 @@ from .effects import (
     to_r,
     z_to_r,
 )
-from .models import (
+from .stats.influence import baujat, cumulative, influence, leave_one_out
+from .stats.multiverse import MultiverseResult, default_factors, multiverse
+from .stats.rma import (
     ConvergenceError,
     MetaRegressionResult,
     PermutationResult,
@@ -53,19 +61,25 @@ from .models import (
     random_effects,
     subgroup_analysis,
 )
-from .multilevel import ThreeLevelResult, three_level
-from .multiverse import (
-    MultiverseResult,
-    default_factors,
-    estimate_histogram,
-    multiverse,
-    share_significant_plot,
-    specification_curve,
-)
-from .robust import RobustResult, robust
-from .sensitivity import baujat, cumulative, influence, leave_one_out
+from .stats.rma_mv import ThreeLevelResult, three_level
+from .stats.robust import RobustResult, robust
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+_LAZY_FIGURES = ("specification_curve", "estimate_histogram", "share_significant_plot")
+
+
+def __getattr__(name: str):
+    # figures (and the old module name ``plots``) load matplotlib only when first asked for
+    if name in _LAZY_FIGURES:
+        from . import viz
+
+        return getattr(viz, name)
+    if name == "plots":
+        from . import viz
+
+        return viz
+    raise AttributeError(f"module 'alliance_meta' has no attribute {name!r}")
 
 __all__ = [
     "ConvergenceError",

@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import best_time  # noqa: E402
 
 import alliance_meta as am  # noqa: E402
-from alliance_meta.bias import (  # noqa: E402
+from alliance_meta.stats.bias import (  # noqa: E402
     egger_test,
     pet_peese,
     rank_test,
     selection_model,
     trim_and_fill,
 )
-from alliance_meta.sensitivity import baujat, cumulative, influence, leave_one_out  # noqa: E402
+from alliance_meta.stats.influence import baujat, cumulative, influence, leave_one_out  # noqa: E402
 
 TARGETS_MS = {"leave-one-out": 50, "influence": 100, "trim-and-fill": 20, "3PSM": 50}
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import best_time, print_table, synthetic_correlations  # noqa: E402
 
-from alliance_meta.multiverse import multiverse  # noqa: E402
+from alliance_meta.stats.multiverse import multiverse  # noqa: E402
 
 TARGET_S = 30.0
 

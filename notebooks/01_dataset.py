@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -33,8 +35,8 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
 import alliance_meta as am
-from alliance_meta import workbench as wb
-from alliance_meta.plots import theme
+from alliance_meta.workflow import workbench as wb
+from alliance_meta.viz import theme
 
 out = wb.Outputs(output_dir, formats)
 report = am.validate_studies(data_path)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -36,7 +38,7 @@ import pandas as pd
 
 import alliance_meta as am
 from alliance_meta import plots
-from alliance_meta import workbench as wb
+from alliance_meta.workflow import workbench as wb
 
 out = wb.Outputs(output_dir, formats)
 df = wb.select(data_path, subset, effects).sort_values(["year", "es_id"]).reset_index(drop=True)

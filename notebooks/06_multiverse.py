@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -50,7 +52,7 @@ matplotlib.use("Agg")
 import pandas as pd
 
 import alliance_meta as am
-from alliance_meta import workbench as wb
+from alliance_meta.workflow import workbench as wb
 
 out = wb.Outputs(output_dir, formats)
 df = wb.select(data_path, subset)
@@ -69,7 +71,7 @@ print("factors: " + "; ".join(f"{k} ({len(v)})" for k, v in factors.items()))
 
 # %%
 res = am.multiverse(df, factors, scheduler=scheduler, seed=seed, level=level, rho=rho,
-                    n_jobs=n_jobs)
+                    n_jobs=n_jobs, vocabularies=am.data.ENUMS)
 out.table(res.table, "multiverse")
 res
 

@@ -15,7 +15,7 @@ import statsmodels.api as sm
 from conftest import TOL, assert_close
 
 import alliance_meta as am
-from alliance_meta.bias import (
+from alliance_meta.stats.bias import (
     _StepLik,
     egger_test,
     fail_safe_n,
@@ -24,7 +24,7 @@ from alliance_meta.bias import (
     selection_model,
     trim_and_fill,
 )
-from alliance_meta.sensitivity import baujat, cumulative, influence, leave_one_out
+from alliance_meta.stats.influence import baujat, cumulative, influence, leave_one_out
 
 REF = json.loads((Path(__file__).parent / "reference" / "metafor_bias.json").read_text())
 MOL = REF["data"]["molloy2014"]

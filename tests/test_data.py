@@ -20,7 +20,6 @@ import pytest
 from typer.testing import CliRunner
 
 from alliance_meta import data
-from alliance_meta.cli import app
 from alliance_meta.data import (
     ENUMS,
     FIELDS,
@@ -30,6 +29,7 @@ from alliance_meta.data import (
     number_in_quote,
     validate_studies,
 )
+from alliance_meta.workflow.cli import app
 
 FIX = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parents[1]
@@ -271,9 +271,9 @@ def test_cli_validate_prints_file_row_column(monkeypatch):
 
 def test_cli_add_study_runs_the_pipeline_when_present(studies, monkeypatch):
     calls = []
-    fake = types.ModuleType("alliance_meta.pipeline")
+    fake = types.ModuleType("alliance_meta.workflow.pipeline")
     fake.run_pipeline = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "alliance_meta.pipeline", fake)
+    monkeypatch.setitem(sys.modules, "alliance_meta.workflow.pipeline", fake)
     res = runner.invoke(app, ["add-study", str(FIX / "new_study.csv"), "--bib", str(FIX / "new_study.bib"),
                               "--studies", str(studies)])
     assert res.exit_code == 0, res.output
@@ -282,7 +282,7 @@ def test_cli_add_study_runs_the_pipeline_when_present(studies, monkeypatch):
 
 
 def test_cli_add_study_without_pipeline_and_refusal(studies, monkeypatch):
-    monkeypatch.setitem(sys.modules, "alliance_meta.pipeline", None)  # import raises ModuleNotFoundError
+    monkeypatch.setitem(sys.modules, "alliance_meta.workflow.pipeline", None)  # import raises ModuleNotFoundError
     args = ["add-study", str(FIX / "new_study.csv"), "--bib", str(FIX / "new_study.bib"), "--studies", str(studies)]
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and "pipeline is not available yet" in res.output

@@ -19,16 +19,18 @@ import pandas as pd
 import pytest
 
 import alliance_meta as am
-from alliance_meta import bias
-from alliance_meta.data import load_studies
-from alliance_meta.multiverse import (
+from alliance_meta.data import ENUMS, load_studies
+from alliance_meta.stats import bias
+from alliance_meta.stats.multiverse import (
     BIAS_ADJUSTMENTS,
     DEPENDENCIES,
     MultiverseResult,
     _cr2_intercept,
     default_factors,
-    estimate_histogram,
     multiverse,
+)
+from alliance_meta.viz.multiverse import (
+    estimate_histogram,
     share_significant_plot,
     specification_curve,
 )
@@ -396,8 +398,9 @@ def test_figures_structure(result):
     ({"test": ["z", "z"]}, "twice"),
 ])
 def test_bad_factors_raise(data, factors, match):
+    # filter levels are checked against the codebook's vocabularies, which the data floor passes
     with pytest.raises(ValueError, match=match):
-        multiverse(data, factors)
+        multiverse(data, factors, vocabularies=ENUMS)
 
 
 def test_bad_scheduler_and_data(data):

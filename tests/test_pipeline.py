@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from alliance_meta.pipeline import ROOT, load_config, run_pipeline
+from alliance_meta.workflow.pipeline import ROOT, load_config, run_pipeline
 
 NB_OK = """\
 import pandas as pd

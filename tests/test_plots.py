@@ -538,7 +538,8 @@ def test_other_figures_keep_text_inside_and_apart(molloy, molloy_res):
 def test_with_the_bias_and_sensitivity_results(molloy_res):
     """The figures read what trim_and_fill, leave_one_out, cumulative and baujat return
     (their frames name the label column ``study``)."""
-    from alliance_meta import bias, sensitivity
+    from alliance_meta.stats import bias
+    from alliance_meta.stats import influence as sensitivity
 
     tf = bias.trim_and_fill(molloy_res)
     fig = plots.funnel_plot(molloy_res, trimfill=tf)

@@ -16,7 +16,7 @@ import pytest
 from conftest import TOL, assert_close, tol_for
 
 import alliance_meta as am
-from alliance_meta.bias import (
+from alliance_meta.stats.bias import (
     egger_test,
     fail_safe_n,
     pet_peese,
@@ -24,7 +24,7 @@ from alliance_meta.bias import (
     selection_model,
     trim_and_fill,
 )
-from alliance_meta.sensitivity import baujat, cumulative, influence, leave_one_out
+from alliance_meta.stats.influence import baujat, cumulative, influence, leave_one_out
 
 REF = json.loads((Path(__file__).parent / "reference" / "metafor_bias.json").read_text())
 DATA = REF["data"]

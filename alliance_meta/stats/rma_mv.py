@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .models import _df_html, check_yi_vi, design_matrix
+from .rma import _df_html, check_yi_vi, design_matrix
 
 __all__ = ["ThreeLevelResult", "three_level"]
 
@@ -294,7 +294,7 @@ def three_level(
     pc = _pieces(theta, y, v, X, bl, reml, XtX_logdet)
     gfree = pc.grad[~((theta <= 0) & (pc.grad <= 0))]
     if not sol.success and np.any(np.abs(gfree) > 1e-6 * max(1.0, k)):
-        from ._fit import ConvergenceError
+        from .engine import ConvergenceError
 
         raise ConvergenceError(f"{who}: optimiser did not converge ({sol.message})")
     ll = _loglik(pc, k, p, reml, XtX_logdet)

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .effects import STAT_TYPES, fisher_z, to_r
+from ..stats.escalc import STAT_TYPES, fisher_z, to_r
 
 __all__ = [
     "FIELDS",
@@ -141,7 +141,7 @@ def studies_dir(path: str | os.PathLike | None = None) -> Path:
     if path is not None:
         return Path(path)
     env = os.environ.get("ALLIANCE_META_STUDIES")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "studies"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "studies"
 
 
 def _paths(path: str | os.PathLike | None) -> tuple[Path, Path]:

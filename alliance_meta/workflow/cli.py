@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .data import (
+from ..data import (
     Problem,
     StudiesValidationError,
     ValidationReport,
@@ -91,9 +91,9 @@ def add_study(
 def _run_pipeline() -> None:
     """Re-run what depends on the studies, if the pipeline module exists yet."""
     try:
-        pipeline = importlib.import_module("alliance_meta.pipeline")
+        pipeline = importlib.import_module("alliance_meta.workflow.pipeline")
     except ModuleNotFoundError as e:
-        if e.name != "alliance_meta.pipeline":
+        if e.name != "alliance_meta.workflow.pipeline":
             raise
         typer.echo("The pipeline is not available yet; outputs were not rebuilt.")
         return

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .models import (
+from .rma import (
     MetaRegressionResult,
     RandomEffectsResult,
     _crit,
@@ -26,7 +26,7 @@ from .models import (
     _het,
     _pvals,
 )
-from .multilevel import ThreeLevelResult, three_level
+from .rma_mv import ThreeLevelResult, three_level
 
 __all__ = ["leave_one_out", "influence", "baujat", "cumulative"]
 

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import load_studies
-from .effects import aggregate
-from .models import random_effects, subgroup_analysis
-from .multilevel import three_level
-from .robust import robust
+from ..data import load_studies
+from ..stats.escalc import aggregate
+from ..stats.rma import random_effects, subgroup_analysis
+from ..stats.rma_mv import three_level
+from ..stats.robust import robust
 
 __all__ = [
     "Attempt",
@@ -116,7 +116,7 @@ class Outputs:
 
     def figure(self, fig, name: str):
         """Save a Figure in every configured format (deterministic, atomic) and return it."""
-        from .plots import save_figure
+        from ..viz.plots import save_figure
 
         save_figure(fig, self.dir / "figures" / name, self.formats)
         return fig

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from . import _fit
-from ._fit import TAU2_METHODS, ConvergenceError
+from . import engine
+from .engine import TAU2_METHODS, ConvergenceError
 
 __all__ = [
     "RandomEffectsResult",
@@ -131,15 +131,15 @@ def _fit_batch(Y, V, X, method: str, test: str, tau2=None) -> _Fit:
     B, k = Y.shape
     p = X.shape[2]
     zero = np.zeros(B)
-    fe = _fit.wls(Y, V, X, zero)
-    (trP_fe,) = _fit._trace_terms(X, fe, 1)
+    fe = engine.wls(Y, V, X, zero)
+    (trP_fe,) = engine._trace_terms(X, fe, 1)
     if tau2 is not None:
         t2 = np.broadcast_to(np.asarray(tau2, float), (B,)).copy()
     elif method == "FE":
         t2 = zero
     else:
-        t2 = _fit.tau2_estimate(Y, V, X, method)
-    f = fe if method == "FE" and tau2 is None else _fit.wls(Y, V, X, t2)
+        t2 = engine.tau2_estimate(Y, V, X, method)
+    f = fe if method == "FE" and tau2 is None else engine.wls(Y, V, X, t2)
     vb = f.Ainv
     s2w = np.ones(B)
     if test == "knha":
@@ -236,7 +236,7 @@ class RandomEffectsResult:
         if self.method not in ("ML", "REML", "FE"):
             return float("nan")
         X = np.ones((1, self.k, 1))
-        return float(_fit.loglik(self.yi[None], self.vi[None], X, np.array([self.tau2]),
+        return float(engine.loglik(self.yi[None], self.vi[None], X, np.array([self.tau2]),
                                  self.method == "REML")[0])
 
     @cached_property
@@ -244,7 +244,7 @@ class RandomEffectsResult:
         # computed on first use: two root solves cost more than the fit itself
         if self.method == "FE" or self.tau2_fixed:
             return float("nan"), float("nan")
-        lb, ub = _fit.tau2_qprofile_ci(self.yi[None], self.vi[None], np.ones((1, self.k, 1)),
+        lb, ub = engine.tau2_qprofile_ci(self.yi[None], self.vi[None], np.ones((1, self.k, 1)),
                                        self.level)
         return float(lb[0]), float(ub[0])
 
@@ -629,10 +629,10 @@ def meta_regression(
     f = _fit_batch(y[None], v[None], X[None], method, test)
     tau2_0 = None
     if method != "FE":
-        tau2_0 = float(_fit.tau2_estimate(y[None], v[None], np.ones((1, k, 1)), method)[0])
+        tau2_0 = float(engine.tau2_estimate(y[None], v[None], np.ones((1, k, 1)), method)[0])
     res = _reg_from_fit(f, 0, y, v, X, names, method, test, level, measure, formula or "", tau2_0)
     if method in ("ML", "REML", "FE"):
-        ll = float(_fit.loglik(y[None], v[None], X[None], f.tau2, method == "REML")[0])
+        ll = float(engine.loglik(y[None], v[None], X[None], f.tau2, method == "REML")[0])
         object.__setattr__(res, "logLik", ll)
     return res
 

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .models import MetaRegressionResult, RandomEffectsResult, _df_html
-from .multilevel import ThreeLevelResult
+from .rma import MetaRegressionResult, RandomEffectsResult, _df_html
+from .rma_mv import ThreeLevelResult
 
 __all__ = ["RobustResult", "robust"]
 

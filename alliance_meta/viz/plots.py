@@ -58,7 +58,7 @@ from matplotlib.patches import Patch, Polygon
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from .models import MetaRegressionResult, RandomEffectsResult, SubgroupResult, random_effects
+from ..stats.rma import MetaRegressionResult, RandomEffectsResult, SubgroupResult, random_effects
 
 __all__ = [
     "PALETTE",

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from . import _fit
-from .models import (
+from . import engine
+from .rma import (
     MetaRegressionResult,
     RandomEffectsResult,
     _df_html,
@@ -36,7 +36,7 @@ from .models import (
     meta_regression,
     random_effects,
 )
-from .multilevel import ThreeLevelResult, three_level
+from .rma_mv import ThreeLevelResult, three_level
 from .robust import robust
 
 __all__ = [
@@ -817,9 +817,9 @@ def selection_model(res, steps: Sequence[float] = (0.025,), alternative: str = "
         raise ValueError(f"{who}: k = {k} effect sizes are too few for {npar} parameters")
     # unadjusted ML fit: starting values and the null of the LRT
     Yb, Vb, Xb = (sgn * y)[None], v[None], X[None]
-    t0 = _fit.tau2_estimate(Yb, Vb, Xb, "ML") if random else np.zeros(1)
-    b0 = _fit.wls(Yb, Vb, Xb, t0).beta[0]
-    ll0 = float(_fit.loglik(Yb, Vb, Xb, t0, reml=False)[0])
+    t0 = engine.tau2_estimate(Yb, Vb, Xb, "ML") if random else np.zeros(1)
+    b0 = engine.wls(Yb, Vb, Xb, t0).beta[0]
+    ll0 = float(engine.loglik(Yb, Vb, Xb, t0, reml=False)[0])
     theta = np.r_[b0, t0 if random else [], np.ones(a.size - 1)]
     lb = np.r_[np.full(p, -np.inf), [0.0] if random else [], np.full(a.size - 1, 1e-10)]
     ub = np.r_[np.full(p, np.inf), [np.inf] if random else [], np.full(a.size - 1, delta_max)]
@@ -851,7 +851,7 @@ def selection_model(res, steps: Sequence[float] = (0.025,), alternative: str = "
     ll, g = lik.value_grad(theta)
     free = ~(((theta <= lb) & (g < 0)) | ((theta >= ub) & (g > 0)))
     if np.any(np.abs(g[free]) > 1e-5 * max(1.0, k)):
-        raise _fit.ConvergenceError(f"{who}: the likelihood maximisation did not converge "
+        raise engine.ConvergenceError(f"{who}: the likelihood maximisation did not converge "
                                     f"(gradient {np.abs(g[free]).max():.2g})")
     cov = np.full((theta.size, theta.size), np.nan)
     H = -lik.hessian(theta)

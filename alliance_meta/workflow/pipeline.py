@@ -27,8 +27,8 @@ import yaml
 
 __all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site", "ROOT"]
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
 
 

@@ -1,0 +1,2 @@
+"""The faces: notebook helpers (``workbench``), the papermill pipeline and site
+(``pipeline``), and the command line (``cli``)."""
