@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .cr2 import cr2
 from .rma import MetaRegressionResult, RandomEffectsResult, _df_html
 from .rma_mv import ThreeLevelResult
 
@@ -111,14 +112,6 @@ def _model_pieces(fit):
     raise TypeError(f"robust: unsupported fit of type {type(fit).__name__}")
 
 
-def _inv_sqrt_psd(B: np.ndarray) -> np.ndarray:
-    """Symmetric inverse square root of a stack of PSD matrices (pseudo-inverse on null space)."""
-    w, Q = np.linalg.eigh(B)
-    tol = 1e-12 * np.maximum(1.0, np.abs(w).max(axis=-1, keepdims=True))
-    inv = np.where(w > tol, 1.0 / np.sqrt(np.where(w > tol, w, 1.0)), 0.0)
-    return np.einsum("bij,bj,bkj->bik", Q, inv, Q)
-
-
 def robust(fit, cluster: Sequence, level: float | None = None) -> RobustResult:
     """CR2 cluster-robust standard errors with Satterthwaite df for each coefficient.
 
@@ -141,45 +134,16 @@ def robust(fit, cluster: Sequence, level: float | None = None) -> RobustResult:
         per_model = pd.Series(codes).groupby(model_codes).nunique()
         if (per_model > 1).any():
             raise ValueError("robust: the model's samples must lie within one robust cluster each")
-    k, p = X.shape
-    idx_of = [np.flatnonzero(codes == j) for j in range(m)]
-    # working covariance blocks and their inverses, grouped by cluster size for batching
-    Phi = [block(ix) for ix in idx_of]
-    Winv = [np.linalg.inv(P) for P in Phi]
-    XtWX = sum(X[ix].T @ Wj @ X[ix] for ix, Wj in zip(idx_of, Winv, strict=True))
-    M = np.linalg.inv(XtWX)
-    e = y - X @ beta
-    sizes = np.array([ix.size for ix in idx_of])
-    meat = np.zeros((p, p))
-    d_all = np.zeros((m, p))  # a_j' Phi_j a_j for each coefficient
-    b_all = np.zeros((m, p, p))  # b_j for each coefficient (columns)
-    for s in np.unique(sizes):
-        js = np.flatnonzero(sizes == s)
-        P = np.stack([Phi[j] for j in js])
-        W = np.stack([Winv[j] for j in js])
-        Xj = np.stack([X[idx_of[j]] for j in js])
-        ej = np.stack([e[idx_of[j]] for j in js])
-        F = np.linalg.cholesky(P)
-        R = P - np.einsum("bip,pq,bjq->bij", Xj, M, Xj)
-        Ft = F.transpose(0, 2, 1)
-        A = F @ _inv_sqrt_psd(Ft @ R @ F) @ Ft
-        WX = W @ Xj  # (b, s, p)
-        u = np.einsum("bsp,bst,bt->bp", WX, A, ej)  # X'W A e
-        meat += u.T @ u
-        a = A.transpose(0, 2, 1) @ WX @ M  # (b, s, p): a_j for each coefficient
-        d_all[js] = np.einsum("bsq,bst,btq->bq", a, P, a)
-        b_all[js] = Xj.transpose(0, 2, 1) @ a  # (b, p, p): column q is b_j for coefficient q
-    V = M @ meat @ M
+
+    def phi(idx: np.ndarray) -> np.ndarray:
+        # the blocks of equal-size clusters, stacked: (1, m_s, s, s)
+        return np.stack([block(ix) for ix in idx])[None]
+
+    ker = cr2(y, X, codes, phi)
+    beta = ker.beta[0]
+    V = ker.vcov[0]
     se = np.sqrt(np.diag(V))
-    df = np.empty(p)
-    for q in range(p):
-        Bq = b_all[:, :, q]  # (m, p)
-        bMb = np.einsum("mi,ij,mj->m", Bq, M, Bq)
-        d = d_all[:, q]
-        trace = d.sum() - bMb.sum()
-        MBB = M @ (Bq.T @ Bq)
-        frob = (d**2).sum() - 2 * (d * bMb).sum() + np.einsum("ij,ji->", MBB, MBB)
-        df[q] = trace**2 / frob
+    df = ker.satterthwaite()[0]
     tval = beta / se
     pval = 2 * stats.t.sf(np.abs(tval), df)
     crit = stats.t.ppf(1 - (1 - level) / 2, df)
