@@ -1,11 +1,33 @@
-"""The figures floor: the only sub-package that imports matplotlib. One module per figure
-family, a shared theme and deterministic saving; every function takes ``ax=`` or returns a
-Figure drawn from a result object of :mod:`alliance_meta.stats`."""
+"""The figures floor: the only sub-package that imports matplotlib or seaborn. One module per
+figure family (:mod:`.forest`, :mod:`.funnel`, :mod:`.bubble`, :mod:`.baujat`, :mod:`.orchard`,
+:mod:`.sensitivity`, :mod:`.dataset`, :mod:`.multiverse`), a shared :mod:`.theme` and
+deterministic saving; every function takes ``ax=`` or returns a Figure drawn from a result
+object of :mod:`alliance_meta.stats`."""
 
+from .baujat import baujat_plot
+from .bubble import bubble_plot
+from .forest import forest_plot
+from .funnel import funnel_plot
 from .multiverse import estimate_histogram, share_significant_plot, specification_curve
-from .plots import *  # noqa: F403
-from .plots import INK, MUTED
-from .plots import __all__ as _plots_all
+from .orchard import orchard_plot
+from .sensitivity import cumulative_plot, leave_one_out_plot
+from .theme import INK, MUTED, PALETTE, STYLE, save_figure, theme
 
-__all__ = [*_plots_all, "INK", "MUTED", "specification_curve", "estimate_histogram",
-           "share_significant_plot"]
+__all__ = [
+    "PALETTE",
+    "STYLE",
+    "INK",
+    "MUTED",
+    "theme",
+    "save_figure",
+    "forest_plot",
+    "funnel_plot",
+    "bubble_plot",
+    "baujat_plot",
+    "leave_one_out_plot",
+    "cumulative_plot",
+    "orchard_plot",
+    "specification_curve",
+    "estimate_histogram",
+    "share_significant_plot",
+]
