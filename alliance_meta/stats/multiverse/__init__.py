@@ -1,0 +1,89 @@
+"""Multiverse and specification-curve analysis: every defensible analytic choice at once.
+
+A pooled alliance-outcome correlation depends on choices: which effects are included, how
+dependent effects of one sample are handled, the tau^2 estimator, the test, and the
+publication-bias adjustment. :func:`multiverse` crosses the levels of every factor
+(``itertools.product``), fits every specification with the package's estimators, and returns
+one tidy row per specification. Specifications that cannot be fitted (too few effects, a method
+that does not apply, a failed fit) are kept, with ``status = "not estimable"`` and the reason.
+
+References
+----------
+Steegen, S., Tuerlinckx, F., Gelman, A., & Vanpaemel, W. (2016). Increasing transparency through
+    a multiverse analysis. Perspectives on Psychological Science, 11(5), 702-712.
+    doi:10.1177/1745691616658637
+Simonsohn, U., Simmons, J. P., & Nelson, L. D. (2020). Specification curve analysis. Nature Human
+    Behaviour, 4(11), 1208-1214. doi:10.1038/s41562-020-0912-z
+Voracek, M., Kossmeier, M., & Tran, U. S. (2019). Which data to meta-analyze, and how? A
+    specification-curve and multiverse-analysis approach to meta-analysis. Zeitschrift fuer
+    Psychologie, 227(1), 64-82. doi:10.1027/2151-2604/a000357
+
+The factors
+-----------
+Model choices:
+
+- ``method``: the tau^2 estimator (DL, HE, HS, SJ, ML, REML, EB, PM, or FE for the common-effect
+  model; papers in :mod:`alliance_meta.models`).
+- ``test``: ``"z"`` or ``"knha"``. For random effects, Wald z or Knapp & Hartung (2003, Stat Med
+  22:2693-2710, doi:10.1002/sim.1482). For the three-level model, ``"knha"`` means t tests with
+  k - 1 df (metafor's ``rma.mv(test="t")``, the small-sample option it offers there). For CR2
+  robust inference, ``"knha"`` means t tests with Satterthwaite df (clubSandwich's default) and
+  ``"z"`` the normal reference distribution with the same CR2 standard error.
+- ``dependency``: how several effects of one sample are handled. ``"three-level"``: effects in
+  samples (:func:`~alliance_meta.multilevel.three_level`; REML or ML only). ``"aggregate"``: one
+  composite per sample with an assumed correlation ``rho`` (Borenstein et al. 2009, ch. 24;
+  :func:`~alliance_meta.effects.aggregate`). ``"robust"``: random effects on all effects with CR2
+  cluster-robust inference by sample (Tipton 2015, Psychol Methods 20:375-393,
+  doi:10.1037/met0000011; :func:`~alliance_meta.robust.robust`). ``"first"``: the first effect of
+  each sample in file order.
+- ``bias``: ``"none"``; ``"trim-and-fill"`` (Duval & Tweedie 2000,
+  :func:`~alliance_meta.bias.trim_and_fill`; defined for independent effects, so for
+  ``"aggregate"`` and ``"first"``); ``"PET-PEESE"`` (Stanley & Doucouliagos 2014, Res Synth Methods
+  5:60-78, doi:10.1002/jrsm.1095): the random-effects meta-regressions of the effects on their
+  standard error (PET) and on their sampling variance (PEESE) with the specification's estimator
+  and test, PEESE's intercept when PET's is positive at one-sided alpha = .05, else PET's (as
+  :func:`~alliance_meta.bias.pet_peese` with ``model="rma"``); under ``"robust"`` with CR2
+  inference; under ``"three-level"`` the three-level regressions with CR2 inference of
+  :func:`~alliance_meta.bias.pet_peese` (Rodgers & Pustejovsky 2021, Psychol Methods
+  26:141-160, doi:10.1037/met0000300).
+
+Inclusion filters (``"all"`` keeps every row): ``min_n`` (keep effects with n >= the level),
+``r_kind``, ``rater`` (column ``alliance_rater``), ``timing`` (``alliance_timing``),
+``publication`` (``publication_type``), ``modality``; any other column of the data can be a
+filter factor too (rows equal to the level are kept).
+
+Execution
+---------
+Specifications sharing the same rows are fitted together: the rows are filtered once, each
+dependency handling is prepared once, and the univariate fits of all row sets of a chunk that
+have the same number of effects are batched through the core's vectorised engine
+(:mod:`alliance_meta._fit`), one call per estimator; the tests reuse each tau^2. Row sets are cut
+into chunks of ``chunk_size`` in a fixed order, and the same chunks run locally (one after the
+other, or in ``n_jobs`` processes) or on a Dask cluster (``scheduler=``), so the tables are
+identical wherever they are computed.
+"""
+
+from .fits import _cr2_intercept
+from .grid import (
+    BIAS_ADJUSTMENTS,
+    DEPENDENCIES,
+    FILTER_COLUMNS,
+    METHODS,
+    TESTS,
+    default_factors,
+)
+from .result import MultiverseResult, _sig_class
+from .runner import multiverse
+
+__all__ = [
+    "MultiverseResult",
+    "multiverse",
+    "default_factors",
+    "METHODS",
+    "TESTS",
+    "DEPENDENCIES",
+    "BIAS_ADJUSTMENTS",
+    "FILTER_COLUMNS",
+    "_cr2_intercept",
+    "_sig_class",
+]
