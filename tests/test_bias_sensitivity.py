@@ -241,7 +241,10 @@ def test_fail_safe_n_formulas():
     assert ro.fsnum == int(np.ceil((z.sum() / 1.6448536269514722) ** 2 - Y.size))
     ow = fail_safe_n(Y, V, method="orwin", target=0.05)
     assert ow.fsnum == int(np.ceil(Y.size * (Y.mean() - 0.05) / 0.05))
-    assert fail_safe_n(-np.abs(Y), V).fsnum == 0  # combined p above alpha: nothing to overturn
+    # metafor's fsn uses |sum z|: the direction of the effects does not matter (issue 12)
+    assert fail_safe_n(-Y, V).fsnum == ro.fsnum
+    # combined p above alpha: nothing to overturn (z values cancel: +z and -z for each effect)
+    assert fail_safe_n(np.r_[Y, -Y], np.r_[V, V]).fsnum == 0
 
 
 def test_egger_meta_regression_adds_sei_to_the_moderators():

@@ -27,7 +27,11 @@ def test_unknown_method_and_test():
     with pytest.raises(ValueError, match="unknown method 'XX'"):
         am.random_effects([0.1, 0.2], [0.01, 0.02], method="XX")
     with pytest.raises(ValueError, match="unknown test"):
-        am.random_effects([0.1, 0.2], [0.01, 0.02], test="t")
+        am.random_effects([0.1, 0.2], [0.01, 0.02], test="w")
+    # "t" is metafor's newer name for Knapp-Hartung in rma.uni: same numbers as "knha"
+    t = am.random_effects([0.1, 0.2, 0.4], [0.01, 0.02, 0.01], test="t")
+    kh = am.random_effects([0.1, 0.2, 0.4], [0.01, 0.02, 0.01], test="knha")
+    assert (t.se, t.pval, t.ci_lb, t.dfs) == (kh.se, kh.pval, kh.ci_lb, kh.dfs)
 
 
 def test_fisher_z_rejects_impossible_r_and_n():

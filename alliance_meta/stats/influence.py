@@ -18,14 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .rma import (
-    MetaRegressionResult,
-    RandomEffectsResult,
-    _crit,
-    _fit_batch,
-    _het,
-    _pvals,
-)
+from . import inference
+from .rma import MetaRegressionResult, RandomEffectsResult, _fit_batch, _het
 from .rma_mv import ThreeLevelResult, three_level
 
 __all__ = ["leave_one_out", "influence", "baujat", "cumulative"]
@@ -99,14 +93,14 @@ def leave_one_out(res) -> pd.DataFrame:
     f = _loo_fits(res.yi, res.vi, X, res.method, res.test)
     b = f.beta[:, 0]
     se = np.sqrt(f.vb[:, 0, 0])
-    dfs = float(k - 2) if res.test == "knha" else float("inf")
-    crit = _crit(res.test, res.level, dfs)
+    dfs = float(k - 2) if inference.uses_t(res.test) else float("inf")
+    crit = inference.crit(res.level, dfs)
     z = b / se
     I2, H2 = _het(f.tau2, f.QE, f.trP_fe, k - 1, 1, res.method)
     out = pd.DataFrame({
         "study": _labels(res, k), "estimate": b, "se": se, "zval": z,
-        "pval": _pvals(z, res.test, dfs), "ci_lb": b - crit * se, "ci_ub": b + crit * se,
-        "QE": f.QE, "QE_p": stats.chi2.sf(f.QE, k - 2), "tau2": f.tau2, "I2": I2, "H2": H2,
+        "pval": inference.pvalue(z, dfs), "ci_lb": b - crit * se, "ci_ub": b + crit * se,
+        "QE": f.QE, "QE_p": inference.chi2_sf(f.QE, k - 2), "tau2": f.tau2, "I2": I2, "H2": H2,
     })
     return _add_r(out, res.measure)
 
@@ -199,14 +193,14 @@ def influence(res) -> pd.DataFrame:
            | (stats.chi2.cdf(cooks, p) > 0.5)
            | (hat > 3 * p / k)
            | (np.abs(dfbetas) > 1).any(axis=1))
-    dfs = float(k - p - 1) if res.test == "knha" else float("inf")
-    crit = _crit(res.test, res.level, dfs)
+    dfs = float(k - p - 1) if inference.uses_t(res.test) else float("inf")
+    crit = inference.crit(res.level, dfs)
     est = dele.beta[:, 0]
     se = np.sqrt(dele.vb[:, 0, 0])
     I2, _ = _het(dele.tau2, dele.QE, dele.trP_fe, k - 1, p, res.method)
     out = pd.DataFrame({
         "study": _labels(res, k), "estimate": est, "se": se,
-        "pval": _pvals(est / se, res.test, dfs), "ci_lb": est - crit * se,
+        "pval": inference.pvalue(est / se, dfs), "ci_lb": est - crit * se,
         "ci_ub": est + crit * se, "I2": I2, "rstudent": rstudent, "dffits": dffits,
         "cooks": cooks, "cov_r": cov_r, "tau2_del": dele.tau2, "QE_del": dele.QE, "hat": hat,
         "weight": 100 * w / w.sum(),
@@ -269,22 +263,22 @@ def cumulative(res, order: Sequence | None = None) -> pd.DataFrame:
     rows = []
     for j in range(1, k + 1):
         X = np.ones((1, j, 1))
-        dfs = float(j - 1) if res.test == "knha" else float("inf")
+        dfs = float(j - 1) if inference.uses_t(res.test) else float("inf")
         if j == 1:
             b, se, t2, Q = y[0], np.sqrt(v[0]), 0.0, 0.0
-            if res.test == "knha":
+            if inference.uses_t(res.test):
                 se = np.nan
             I2, H2, Qp = 0.0, 1.0, 1.0
         else:
             f = _fit_batch(y[None, :j], v[None, :j], X, res.method, res.test)
             b, se, t2, Q = f.beta[0, 0], np.sqrt(f.vb[0, 0, 0]), f.tau2[0], f.QE[0]
             I2a, H2a = _het(f.tau2, f.QE, f.trP_fe, j, 1, res.method)
-            I2, H2, Qp = float(I2a[0]), float(H2a[0]), float(stats.chi2.sf(Q, j - 1))
-        crit = _crit(res.test, res.level, dfs) if dfs > 0 else np.nan
+            I2, H2, Qp = float(I2a[0]), float(H2a[0]), inference.chi2_sf(Q, j - 1)
+        crit = inference.crit(res.level, dfs) if dfs > 0 else np.nan
         z = b / se
         rows.append({
             "order": j, "study": labels[o[j - 1]], "k": j, "estimate": b, "se": se, "zval": z,
-            "pval": float(_pvals(z, res.test, dfs)) if dfs > 0 else np.nan,
+            "pval": inference.pvalue(z, dfs) if dfs > 0 else np.nan,
             "ci_lb": b - crit * se, "ci_ub": b + crit * se, "QE": Q, "QE_p": Qp, "tau2": t2,
             "I2": I2, "H2": H2,
         })
