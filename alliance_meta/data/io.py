@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stats.escalc import fisher_z, to_r
+from ..stats.escalc import fisher_z, partial_r_to_z
 from .schema import FIELDS, _paths
 from .tables import Problem, StudiesValidationError, ValidationReport, _parse_bib, _read, _Row
-from .validate import _validate
+from .validate import _validate, convert_r
 
 __all__ = ["AppendResult", "load_studies", "append_rows"]
 
@@ -48,28 +48,34 @@ def _frame(rows: list[_Row], vals: list[dict[str, object]]) -> pd.DataFrame:
     df = pd.DataFrame(data)
     n_eff = np.where((df["r_kind"] == "partial").to_numpy(dtype=bool) & np.isfinite(df["df"].to_numpy()),
                      df["df"].to_numpy() + 2.0, df["n"].to_numpy(dtype=float))
-    r = to_r(df["stat_type"].to_numpy(dtype=object), df["stat_value"].to_numpy(), df["n"].to_numpy(dtype=float),
-             df["df"].to_numpy(), df["n1"].to_numpy(dtype=float, na_value=np.nan),
-             df["n2"].to_numpy(dtype=float, na_value=np.nan), df["sign"].to_numpy(dtype=float))
+    r = convert_r(df["stat_type"].to_numpy(dtype=object), df["stat_value"].to_numpy(),
+                  df["n"].to_numpy(dtype=float), df["df"].to_numpy(),
+                  df["n1"].to_numpy(dtype=float, na_value=np.nan),
+                  df["n2"].to_numpy(dtype=float, na_value=np.nan), df["sign"].to_numpy(dtype=float))
     if len(df):
         # vi = 1/(n - 3); for a partial effect with its residual df, n_eff = df + 2 gives 1/(df - 1)
         yi, vi = fisher_z(r, n_eff)
+        pr = (df["stat_type"] == "partial_r").to_numpy(dtype=bool)
+        if pr.any():  # a partial r with its covariates: metafor's ZPCOR (Aloe & Thompson 2013)
+            yi[pr], vi[pr] = partial_r_to_z(r[pr], df["n"].to_numpy(dtype=float)[pr],
+                                            df["n_covariates"].to_numpy(dtype=float, na_value=np.nan)[pr])
     else:
         yi = vi = np.array([], dtype=float)
     return df.assign(r=r, yi=yi, vi=vi)
 
 
-def load_studies(path: str | os.PathLike | None = None) -> pd.DataFrame:
+def load_studies(path: str | os.PathLike | None = None, *, provenance: str = "curated") -> pd.DataFrame:
     """The studies as a tidy DataFrame, one row per effect, ready for the models.
 
     All columns of ``effects.csv`` (integers as nullable ``Int64``, numbers as float, text as
     ``string``) plus ``r`` (converted with :func:`alliance_meta.effects.to_r` and multiplied by
     ``sign``), ``yi`` (Fisher's z) and ``vi`` (its sampling variance; see the module docstring).
     The files are validated first; any error raises :class:`StudiesValidationError`, which lists
-    every error with its file, line and column.
+    every error with its file, line and column. ``provenance``: as in :func:`validate_studies`.
     """
     csv_path, bib_path = _paths(path)
-    report, rows, vals, _ = _validate([(_read(csv_path), str(csv_path))], [(_read(bib_path), str(bib_path))])
+    report, rows, vals, _ = _validate([(_read(csv_path), str(csv_path), provenance)],
+                                      [(_read(bib_path), str(bib_path))])
     if not report.ok:
         raise StudiesValidationError(report)
     return _frame(rows, vals)
@@ -137,7 +143,7 @@ def _appended(old: bytes, new: bytes) -> bytes:
 
 
 def append_rows(new: str | os.PathLike | pd.DataFrame, path: str | os.PathLike | None = None,
-                bib: str | os.PathLike | None = None) -> AppendResult:
+                bib: str | os.PathLike | None = None, *, provenance: str = "curated") -> AppendResult:
     """Append new effect rows (and, optionally, their bibliography entries) to the studies.
 
     ``new`` is a CSV file with the codebook's header (any column order) or a DataFrame. The new rows
@@ -147,6 +153,8 @@ def append_rows(new: str | os.PathLike | pd.DataFrame, path: str | os.PathLike |
     never rewritten: the file's bytes stay as they are and the new rows follow. ``bib`` is a
     BibTeX file whose entries are appended to ``references.bib`` the same way (its keys must be
     new). Raises :class:`StudiesValidationError` (nothing written) if there is any error.
+    ``provenance`` is the level of new rows whose ``provenance`` cell is empty (see
+    :func:`validate_studies`); rows taken as external are written with ``provenance = external``.
     """
     csv_path, bib_path = _paths(path)
     old, old_bib = _read(csv_path), _read(bib_path)
@@ -157,7 +165,8 @@ def append_rows(new: str | os.PathLike | pd.DataFrame, path: str | os.PathLike |
     bibs = [(old_bib, str(bib_path))]
     if bib is not None:
         bibs.append((_read(Path(bib)), str(bib)))
-    report, rows, _, headers = _validate([(old, str(csv_path)), (new_raw, new_file)], bibs)
+    report, rows, _, headers = _validate([(old, str(csv_path), "curated"), (new_raw, new_file, provenance)],
+                                         bibs)
     problems = list(report.problems)
     new_rows = [r for r in rows if r.file == new_file]
     if not new_rows and new_raw is not None:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .schema import _FIELD, COLUMNS, FIELDS
+from .schema import FIELDS, Field
 
 # ---------------------------------------------------------------------------------------------
 # problems and the report
@@ -98,7 +98,7 @@ class StudiesValidationError(ValueError):
         msgs = "\n".join(str(p) for p in report.errors)
         super().__init__(
             f"{what}: the studies data have {len(report.errors)} error(s); nothing was "
-            f"{'loaded' if what == 'load_studies' else 'written'}:\n{msgs}"
+            f"{'loaded' if what.startswith('load') else 'written'}:\n{msgs}"
         )
 
 
@@ -127,9 +127,14 @@ def _decode(raw: bytes, file: str, problems: list[Problem]) -> str:
         return raw.decode("utf-8-sig", errors="replace")
 
 
-def _parse_csv(raw: bytes, file: str) -> tuple[list[str], list[_Row], list[Problem]]:
-    """Header, rows (with the CSV line each starts on) and reading problems."""
+def _parse_csv(raw: bytes, file: str, fields: tuple[Field, ...] = FIELDS
+               ) -> tuple[list[str], list[_Row], list[Problem]]:
+    """Header, rows (with the CSV line each starts on) and reading problems for a table whose
+    columns are ``fields``. A missing column is an error if any row could need it (required, or
+    required for curated rows), else a warning (its cells are taken as empty)."""
     problems: list[Problem] = []
+    columns = tuple(f.name for f in fields)
+    known = {f.name: f for f in fields}
     text = _decode(raw, file, problems)
     reader = csv.reader(io.StringIO(text, newline=""))
     rows: list[_Row] = []
@@ -147,14 +152,18 @@ def _parse_csv(raw: bytes, file: str) -> tuple[list[str], list[_Row], list[Probl
             continue
         if not header:
             header = [h.strip() for h in rec]
-            for name in COLUMNS:
-                if name not in header:
-                    problems.append(Problem(file, start, name, "column missing from the header"))
+            for f in fields:
+                if f.name not in header:
+                    if f.required or f.curated:
+                        problems.append(Problem(file, start, f.name, "column missing from the header"))
+                    else:
+                        problems.append(Problem(file, start, f.name, "column missing from the header "
+                                                "(optional: its cells are taken as empty)", "warning"))
             seen: set[str] = set()
             for h in header:
                 if h in seen:
                     problems.append(Problem(file, start, h, "column appears twice in the header"))
-                elif h not in _FIELD:
+                elif h not in known:
                     problems.append(Problem(file, start, h, "unknown column (not in the codebook)",
                                             "warning"))
                 seen.add(h)
@@ -162,7 +171,7 @@ def _parse_csv(raw: bytes, file: str) -> tuple[list[str], list[_Row], list[Probl
         if len(rec) != len(header):
             problems.append(Problem(file, start, "", f"has {len(rec)} fields but the header has "
                                     f"{len(header)} (a comma or quote in a cell not escaped?)"))
-        cells = dict.fromkeys(COLUMNS, "")
+        cells = dict.fromkeys(columns, "")
         cells.update(zip(header, rec, strict=False))
         rows.append(_Row(file, start, cells))
     if not header:
@@ -218,14 +227,16 @@ def _parse_int(v: str) -> int | None:
     return int(s) if re.fullmatch(r"[-+]?\d+", s) else None
 
 
-def _check_cells(row: _Row, out: list[Problem]) -> dict[str, object]:
-    """Cell-level checks; returns the parsed values of the cells that passed (None if empty)."""
+def _check_cells(row: _Row, out: list[Problem], fields: tuple[Field, ...] = FIELDS,
+                 curated: bool = True) -> dict[str, object]:
+    """Cell-level checks; returns the parsed values of the cells that passed (None if empty).
+    ``curated``: the row is curated, so the fields marked ``curated`` are required too."""
     val: dict[str, object] = {}
 
     def bad(col: str, msg: str, severity: str = "error") -> None:
         out.append(Problem(row.file, row.line, col, msg, severity))
 
-    for f in FIELDS:
+    for f in fields:
         raw = row.cells.get(f.name, "")
         val[f.name] = None
         numeric = f.type in ("integer", "number")
@@ -237,7 +248,7 @@ def _check_cells(row: _Row, out: list[Problem]) -> dict[str, object]:
         if _HTML.search(raw):
             bad(f.name, "holds HTML or script markup; copy the text without tags")
         if not raw.strip():
-            if f.required:
+            if f.required or (f.curated and curated):
                 bad(f.name, "missing value (required)" if f.name != "quote" else
                     "missing quote: every row needs the verbatim sentence(s) holding stat_value and n")
             continue

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..stats.escalc import STAT_TYPES, to_r
 from .quotes import number_in_quote
-from .schema import _FIELD, BETA_MAX, _paths
+from .schema import BETA_MAX, PROVENANCES, _paths
 from .tables import (
     Problem,
     ValidationReport,
@@ -21,7 +21,15 @@ from .tables import (
     _Row,
 )
 
-__all__ = ["validate_studies"]
+__all__ = ["validate_studies", "convert_r"]
+
+
+def convert_r(stat_type, stat_value, n, df, n1, n2, sign) -> np.ndarray:
+    """r of each row, times ``sign``: :func:`alliance_meta.stats.escalc.to_r`, with a
+    ``partial_r`` taken as printed (it is already a correlation, kept as partial)."""
+    st = np.asarray(stat_type, dtype=object).ravel()
+    st = np.where(st == "partial_r", "r", st)
+    return to_r(st, stat_value, n, df, n1, n2, sign)
 
 def _check_row(row: _Row, v: dict[str, object], bib: dict[str, object] | None, bib_file: str,
                out: list[Problem]) -> None:
@@ -32,13 +40,16 @@ def _check_row(row: _Row, v: dict[str, object], bib: dict[str, object] | None, b
 
     sid, st, x, n, df = v["study_id"], v["stat_type"], v["stat_value"], v["n"], v["df"]
     n1, n2 = v["n1"], v["n2"]
+    curated = v["provenance"] != "external"
     if sid is not None:
-        for col, suffix in (("es_id", r"_[0-9]+"), ("sample_id", r"_s[0-9]+")):
-            if v[col] is not None and not re.fullmatch(re.escape(str(sid)) + suffix, str(v[col])):
-                bad(col, f"{v[col]!r} does not belong to study {sid!r} (expected "
-                    f"{sid}{'_s' if col == 'sample_id' else '_'}<number>)")
+        # the sample_id may name another study's sample (two papers on one trial; issue 13)
+        if v["es_id"] is not None and not re.fullmatch(re.escape(str(sid)) + r"_[0-9]+", str(v["es_id"])):
+            bad("es_id", f"{v['es_id']!r} does not belong to study {sid!r} (expected {sid}_<number>)")
         if bib is not None and sid not in bib:
-            bad("study_id", f"{sid!r} has no entry in {bib_file}")
+            if curated:
+                bad("study_id", f"{sid!r} has no entry in {bib_file}")
+            else:
+                bad("study_id", f"{sid!r} has no entry in {bib_file} (an external row may lack one)", "warning")
         if v["year"] is not None and str(v["year"]) != re.sub(r"\D", "", str(sid)):
             bad("year", f"year {v['year']} differs from the year in study_id {sid!r}", "warning")
     if st in ("t", "F") and df is None and not row.cells.get("df", "").strip():
@@ -56,14 +67,27 @@ def _check_row(row: _Row, v: dict[str, object], bib: dict[str, object] | None, b
             bad("n1", f"group sizes are used only for a d, not for a {st}", "warning")
         elif n is not None and n1 + n2 != n:
             bad("n1", f"n1 + n2 = {n1 + n2} differs from n = {n}", "warning")
+    q = v["n_covariates"]
+    if st == "partial_r":
+        if v["r_kind"] == "zero-order":
+            bad("r_kind", "a partial_r is a partial effect: r_kind must be partial")
+        if q is None and not row.cells.get("n_covariates", "").strip():
+            bad("n_covariates", "a partial_r needs n_covariates (its variance is 1 / (n - n_covariates - 2), "
+                "metafor's ZPCOR)")
+        elif q is not None and q < 1:
+            bad("n_covariates", "a partial_r controls for at least one covariate (else code it as r)")
+        elif q is not None and n is not None and n - q - 2 < 1:
+            bad("n_covariates", f"n - n_covariates - 2 = {n - q - 2}: too few cases for a variance")
+    elif q is not None and v["r_kind"] == "zero-order" and q > 0:
+        bad("n_covariates", "covariates given for a zero-order effect", "warning")
     if v["r_kind"] == "partial" and df is not None and df <= 1:
         bad("df", "a partial effect's residual df must exceed 1 (vi = 1 / (df - 1))")
     if v["r_kind"] == "zero-order" and st == "t" and df is not None and n is not None and df != n - 2:
         bad("df", f"a zero-order t has df = n - 2 = {n - 2}, not {df:g}", "warning")
     # conversion to r
-    ready = st in STAT_TYPES and x is not None and v["sign"] is not None and n is not None and not negative
+    ready = (st in STAT_TYPES or st == "partial_r") and x is not None and v["sign"] is not None and n is not None and not negative
     if ready and (st not in ("t", "F") or df is not None):
-        r = float(to_r([st], [x], [n], [np.nan if df is None else df],
+        r = float(convert_r([st], [x], [n], [np.nan if df is None else df],
                        [np.nan if n1 is None else n1], [np.nan if n2 is None else n2], [v["sign"]])[0])
         if not np.isfinite(r) or abs(r) >= 1:
             bad("stat_value", f"converts to r = {r:.4g}, outside (-1, 1); check the value, df and n")
@@ -112,8 +136,9 @@ def _check_across(rows: list[_Row], vals: list[dict[str, object]], out: list[Pro
             else:
                 r0, v0 = study_first[sid]
                 for col in ("year", "doi", "publication_type"):
-                    missing = _FIELD[col].required and (v[col] is None or v0[col] is None)
-                    if v[col] != v0[col] and not missing:  # a missing required value is reported already
+                    # a missing value is reported already (curated) or allowed (external)
+                    missing = col != "doi" and (v[col] is None or v0[col] is None)
+                    if v[col] != v0[col] and not missing:
                         out.append(Problem(r.file, r.line, col, f"{col} differs from the study's "
                                            f"other rows ({v0[col]!r} on {where(r, r0)})"))
     for sample, members in sample_rows.items():
@@ -126,19 +151,28 @@ def _check_across(rows: list[_Row], vals: list[dict[str, object]], out: list[Pro
                     f"if this analysis used fewer cases, say why in notes (mentioning n = {v['n']})"))
 
 
-def _validate(tables: list[tuple[bytes | None, str]], bibs: list[tuple[bytes | None, str]]
+def _validate(tables: list[tuple[bytes | None, str, str]], bibs: list[tuple[bytes | None, str]]
               ) -> tuple[ValidationReport, list[_Row], list[dict[str, object]], list[list[str]]]:
-    """Validate CSV tables (bytes, file name) together with bibliography files."""
+    """Validate CSV tables (bytes, file name, provenance of rows that give none) together with
+    bibliography files."""
     problems: list[Problem] = []
     rows: list[_Row] = []
     headers: list[list[str]] = []
-    for raw, file in tables:
+    for raw, file, default in tables:
+        if default not in PROVENANCES:
+            raise ValueError(f"provenance must be one of {PROVENANCES}, not {default!r}")
         if raw is None:
             problems.append(Problem(file, 0, "", "file not found"))
             headers.append([])
             continue
         header, rs, ps = _parse_csv(raw, file)
         problems += ps
+        for r in rs:
+            if not r.cells.get("provenance", "").strip() and default == "external":
+                # rows imported from a dataset coded elsewhere: a warning, and they are marked
+                problems.append(Problem(file, r.line, "provenance", "missing value: taken as external",
+                                        "warning"))
+                r.cells["provenance"] = "external"
         rows += rs
         headers.append(header)
     keys: dict[str, tuple[str, int]] = {}
@@ -158,7 +192,7 @@ def _validate(tables: list[tuple[bytes | None, str]], bibs: list[tuple[bytes | N
                 keys[key] = (file, line)
     vals = []
     for r in rows:
-        v = _check_cells(r, problems)
+        v = _check_cells(r, problems, curated=r.cells.get("provenance", "").strip() != "external")
         _check_row(r, v, keys if bib_found else None, bibs[0][1], problems)
         vals.append(v)
     _check_across(rows, vals, problems)
@@ -167,11 +201,12 @@ def _validate(tables: list[tuple[bytes | None, str]], bibs: list[tuple[bytes | N
         if key not in used:
             problems.append(Problem(file, line, key, "bibliography entry without rows in the data", "warning"))
     problems.sort(key=lambda p: (p.severity != "error", p.file, p.row))
-    files = tuple(f for _, f in tables) + tuple(f for _, f in bibs)
+    files = tuple(t[1] for t in tables) + tuple(f for _, f in bibs)
     return ValidationReport(tuple(problems), files, len(rows)), rows, vals, headers
 
 
-def validate_studies(path: str | os.PathLike | None = None) -> ValidationReport:
+def validate_studies(path: str | os.PathLike | None = None, *, provenance: str = "curated"
+                     ) -> ValidationReport:
     """Check ``effects.csv`` and ``references.bib`` and report every problem at once.
 
     ``path`` is the studies folder or an effects CSV (default: :func:`studies_dir`). Each problem
@@ -181,10 +216,15 @@ def validate_studies(path: str | os.PathLike | None = None) -> ValidationReport:
     es_id or effect, a sample whose n differs across rows without notes saying why, a missing
     quote, a stat_value or n not printed in the quote, a study_id without a bibliography entry,
     a file that is not UTF-8, a cell starting like a spreadsheet formula, HTML or script in a
-    cell. Warnings: |beta| > .5, unknown columns, bibliography entries without rows, and other
-    oddities that may be right.
+    cell, a partial_r without n_covariates. Warnings: |beta| > .5, unknown columns, bibliography
+    entries without rows, and other oddities that may be right.
+
+    ``provenance`` is the level of rows whose ``provenance`` cell is empty: ``"curated"`` (the
+    default: an empty cell is an error) or ``"external"`` (rows of a dataset coded elsewhere: a
+    warning, and the rows are taken as external). External rows need no quote, source or
+    moderator columns and no bibliography entry (a warning); every other check applies.
     """
     csv_path, bib_path = _paths(path)
-    report, *_ = _validate([(_read(csv_path), str(csv_path))], [(_read(bib_path), str(bib_path))])
+    report, *_ = _validate([(_read(csv_path), str(csv_path), provenance)], [(_read(bib_path), str(bib_path))])
     return report
 

@@ -168,3 +168,21 @@ def aggregate(
     # sum_{i != j} sqrt(v_i v_j) = (sum sqrt v)^2 - sum v
     var = (sv + rho * (ss**2 - sv)) / m**2
     return pd.DataFrame({"cluster": uniq, "yi": sy / m, "vi": var, "m": m.astype(int)})
+
+
+def partial_r_to_z(r, n, n_covariates) -> tuple[np.ndarray, np.ndarray]:
+    """Fisher's z of a partial correlation and its sampling variance, as metafor's
+    ``escalc(measure = "ZPCOR")``: ``yi = atanh(r)``, ``vi = 1 / (n - m - 1)`` with
+    ``m = n_covariates + 1`` predictors (alliance and its covariates), i.e.
+    ``vi = 1 / (n - n_covariates - 2)``, the residual df of the model (Aloe & Thompson 2013).
+
+    Raises ``ValueError`` for |r| >= 1 or a non-positive residual df, naming the position.
+    """
+    r, n, q = np.broadcast_arrays(_arr(r), _arr(n), _arr(n_covariates))
+    dfr = n - q - 2.0
+    bad = ~np.isfinite(r) | (np.abs(r) >= 1) | ~np.isfinite(dfr) | (dfr <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(f"partial_r_to_z: need |r| < 1 and n - n_covariates - 2 > 0 (position {i}: "
+                         f"r={r.ravel()[i]}, n={n.ravel()[i]}, n_covariates={q.ravel()[i]})")
+    return np.arctanh(r), 1.0 / dfr
