@@ -11,7 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from alliance_meta.workflow.pipeline import ROOT, load_config, run_pipeline
+from alliance_meta.workflow.pipeline import load_config, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]  # this repository is one review (ours)
 
 NB_OK = """\
 import pandas as pd

@@ -1,7 +1,11 @@
 """The pipeline: every notebook x parameter set in pipeline.yml, run by papermill.
 
-- Incremental: a run's content hash covers its notebook, its parameters, the data files and the
-  package's source; a run whose hash matches the manifest's is skipped (``force`` re-runs all).
+- One review: pipeline.yml is the review's (found from the working directory, see
+  :mod:`alliance_meta.workflow.project`); its ``studies`` folder is what every notebook reads
+  (passed to the kernels as ``$ALLIANCE_META_STUDIES``, so a notebook's ``data_path = None``
+  means this review's data, not the package's).
+- Incremental: a run's content hash covers its notebook, its parameters, the files of the
+  studies folder (and any extra ``data`` files) and the package's source; a run whose hash matches the manifest's is skipped (``force`` re-runs all).
 - Nothing lost: a run executes into outputs/.tmp/ and is moved into place only on success; a
   failing run keeps its previous outputs and its previous manifest entry, the other runs finish,
   and the report says which failed (the command exits non-zero).
@@ -25,9 +29,8 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site", "ROOT"]
+__all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site"]
 
-ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
 
@@ -43,18 +46,25 @@ class Run:
 class Config:
     root: Path
     output_dir: Path
+    studies: Path
     data_files: list[Path]
     formats: list[str]
     runs: list[Run]
 
 
 def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Read pipeline.yml (default: the repository's) and expand its runs.
+    """Read pipeline.yml (default: the one of the review containing the working directory) and
+    expand its runs.
 
-    A run entry may give ``parameters`` (one run) or ``matrix`` (a list of parameter sets, one
-    run each, named ``<name>-<key>``).
+    ``studies`` (default ``studies``) is the data folder; every file directly in it counts for
+    the re-run hash, as do the files listed under ``data``. A run entry may give ``parameters``
+    (one run) or ``matrix`` (a list of parameter sets, one run each, named ``<name>-<key>``).
     """
-    path = Path(path) if path else ROOT / "pipeline.yml"
+    if path is None:
+        from .project import find_review
+
+        path = find_review().pipeline
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"pipeline config {path} not found")
     try:
@@ -63,7 +73,11 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         raise ValueError(f"{path}: not valid YAML ({e})") from e
     root = path.parent
     out = root / cfg.get("output_dir", "outputs")
-    data = [root / p for p in cfg.get("data", ["studies/effects.csv", "studies/references.bib"])]
+    studies = root / cfg.get("studies", "studies")
+    # the whole studies folder counts (a screening log or a codebook change re-runs too);
+    # subfolders such as studies/incoming/ are staging and do not
+    data = sorted(f for f in studies.glob("*") if f.is_file() and not f.name.startswith("."))
+    data += [f for f in (root / p for p in cfg.get("data", [])) if f not in data]
     formats = list(cfg.get("formats", ["svg", "png", "pdf"]))
     runs: list[Run] = []
     for i, entry in enumerate(cfg.get("runs", [])):
@@ -81,7 +95,8 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise ValueError(f"{path}: duplicate run names {sorted(dup)}")
-    return Config(root=root, output_dir=out, data_files=data, formats=formats, runs=runs)
+    return Config(root=root, output_dir=out, studies=studies, data_files=data, formats=formats,
+                  runs=runs)
 
 
 def _package_fingerprint() -> str:
@@ -101,7 +116,7 @@ def run_hash(run: Run, cfg: Config, package_fp: str) -> str:
     h.update(json.dumps(params, sort_keys=True).encode())
     h.update(json.dumps(cfg.formats).encode())
     for f in cfg.data_files:
-        h.update(f.name.encode())
+        h.update((f.relative_to(cfg.root).as_posix() if f.is_relative_to(cfg.root) else f.name).encode())
         h.update(f.read_bytes() if f.exists() else b"<missing>")
     h.update(package_fp.encode())
     return h.hexdigest()
@@ -172,6 +187,9 @@ def _execute(run: Run, cfg: Config, digest: str) -> dict:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     params = {**run.parameters, "output_dir": str(work), "formats": cfg.formats}
+    # the kernel inherits this worker's environment: data_path = None reads this review's data
+    os.environ["ALLIANCE_META_PROJECT"] = str(cfg.root)
+    os.environ["ALLIANCE_META_STUDIES"] = str(cfg.studies)
     nb_out = work / "notebook.ipynb"
     try:
         pm.execute_notebook(
