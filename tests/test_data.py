@@ -93,12 +93,14 @@ def test_missing_files_are_problems(tmp_path):
 
 def test_missing_column_and_ragged_row(tmp_path):
     text = (FIX / "good.csv").read_text(encoding="utf-8").splitlines()
-    header = text[0].replace(",notes", "")
+    header = text[0].replace(",notes", "").replace(",outcome_measure", "")
     rows = [",".join(text[1].split(",")[:3])]  # a row cut short after three fields
     (tmp_path / "effects.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
     shutil.copy(FIX / "references.bib", tmp_path)
     report = validate_studies(tmp_path)
-    assert (1, "notes") in {(p.row, p.column) for p in report.errors}
+    # a column curated rows need is an error; an optional one a warning (its cells are empty)
+    assert (1, "outcome_measure") in {(p.row, p.column) for p in report.errors}
+    assert (1, "notes") in {(p.row, p.column) for p in report.warnings}
     assert any(p.row == 2 and "has 3 fields" in p.message for p in report.errors)
 
 
@@ -299,6 +301,8 @@ def test_cli_add_study_without_pipeline_and_refusal(studies, monkeypatch):
 
 def test_committed_datapackage_is_what_write_datapackage_writes(tmp_path):
     committed = (ROOT / "studies" / "datapackage.json").read_text(encoding="utf-8")
+    for name in ("effects.csv", "screening.csv", "syntheses.csv"):  # it describes the tables present
+        shutil.copy(ROOT / "studies" / name, tmp_path)
     written = data.write_datapackage(tmp_path).read_text(encoding="utf-8")
     assert committed == written
     enum = {f["name"]: f["constraints"].get("enum") for f in json.loads(committed)["resources"][0]["schema"]["fields"]
@@ -318,9 +322,12 @@ def test_datapackage_validates_with_frictionless(tmp_path):
     assert any("individul" in e.message for t in report.tasks for e in t.errors)
 
 
-def _codebook_table() -> dict[str, list[str]]:
+def _codebook_table(heading: str) -> dict[str, list[str]]:
+    """The 4-column table of the CODEBOOK.md section that starts with ``heading``."""
+    text = (ROOT / "studies" / "CODEBOOK.md").read_text(encoding="utf-8")
+    section = text.split("\n" + heading, 1)[1].split("\n## ", 1)[0]
     rows = {}
-    for line in (ROOT / "studies" / "CODEBOOK.md").read_text(encoding="utf-8").splitlines():
+    for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 4 and cells[0] not in ("column", "---"):
             for name in cells[0].split(","):
@@ -328,12 +335,16 @@ def _codebook_table() -> dict[str, list[str]]:
     return rows
 
 
-def test_codebook_lists_the_same_columns_types_and_values():
-    table = _codebook_table()
-    assert list(table) == [f.name for f in FIELDS]
-    for f in FIELDS:
+@pytest.mark.parametrize(("heading", "fields"), [("## Columns", FIELDS),
+                                                  ("## screening.csv", data.SCREENING_FIELDS),
+                                                  ("## syntheses.csv", data.SYNTHESES_FIELDS)])
+def test_codebook_lists_the_same_columns_types_and_values(heading, fields):
+    table = _codebook_table(heading)
+    assert list(table) == [f.name for f in fields]
+    for f in fields:
         typ, required, rule = table[f.name]
         assert typ == f.type, f.name
         assert (required == "yes") is f.required, f.name
+        assert (required == "curated") is f.curated, f.name
         if f.enum is not None:
             assert re.findall(r"`([^`]+)`", rule) == [str(e) for e in f.enum], f.name

@@ -8,6 +8,7 @@ from .quotes import number_in_quote
 from .schema import (  # noqa: F401  (the codebook's vocabularies, for callers)
     ALLIANCE_MEASURES,
     ALLIANCE_RATERS,
+    ALLIANCE_TARGETS,
     COLUMNS,
     DELIVERIES,
     DESIGNS,
@@ -16,13 +17,22 @@ from .schema import (  # noqa: F401  (the codebook's vocabularies, for callers)
     FORMATS,
     MODALITIES,
     OUTCOME_RATERS,
+    OUTCOME_TIMINGS,
+    OUTCOME_TYPES,
     POPULATIONS,
+    PROVENANCES,
     PUBLICATION_TYPES,
+    QA_LEVELS,
     R_KINDS,
+    SCREENING_FIELDS,
+    SOURCE_TYPES,
+    SYNTHESES_FIELDS,
     TIMINGS,
     Field,
     studies_dir,
 )
+from .screening import PrismaCounts, load_screening, prisma_counts, validate_screening
+from .syntheses import load_syntheses, validate_syntheses
 from .tables import Problem, StudiesValidationError, ValidationReport
 from .validate import validate_studies
 
@@ -42,4 +52,10 @@ __all__ = [
     "datapackage",
     "write_datapackage",
     "number_in_quote",
+    "validate_screening",
+    "load_screening",
+    "prisma_counts",
+    "PrismaCounts",
+    "validate_syntheses",
+    "load_syntheses",
 ]
