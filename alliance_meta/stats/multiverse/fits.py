@@ -286,18 +286,20 @@ def _pet_peese_rows(y, v, method: str, design: _Design, codes=None) -> dict:
 
 
 def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, design: _Design,
-             uni: dict[str, dict]) -> None:
-    """Every specification of one row set, given its batched univariate fits (``uni``).
+             uni: dict[str, dict], want: dict[str, set]) -> None:
+    """Every specification of one row set, given its batched univariate fits (``uni``);
+    ``want`` maps each dependency handling to the bias adjustments that are specifications on
+    these rows (the rest is not fitted).
 
     Nothing raised here may end the chunk: an unexpected error marks the specifications of its
     dependency handling that are not fitted yet as not estimable, with the error as reason.
     """
-    for dep in design.dependency:
+    for dep, biases in want.items():
         try:
             if dep == "three-level":
-                _three_level_cell(cell, y, v, codes, design)
+                _three_level_cell(cell, y, v, codes, design, biases)
             else:
-                _univariate_cell(cell, dep, y, v, codes, design, uni[dep])
+                _univariate_cell(cell, dep, y, v, codes, design, uni[dep], biases)
         except Exception as e:  # noqa: BLE001 - recorded, the other specifications go on
             ix = cell.ix(dep)
             todo = (cell.text["status"][ix] != OK) & (cell.text["reason"][ix] == "")
@@ -305,7 +307,8 @@ def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, desig
                                                cell.text["reason"][ix])
 
 
-def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: dict) -> None:
+def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: dict,
+                     biases: set) -> None:
     """aggregate, first (random effects on one effect per sample) and robust (random effects
     on all effects, CR2 by sample)."""
     lev = design.level
@@ -325,7 +328,7 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
             continue
         cell.num["tau2"][ixm] = fit.tau2
         cell.num["I2"][ixm] = fit.I2
-        if "none" in design.bias:
+        if "none" in biases:
             ixn = cell.ix(dep, method, None, "none")
             if dep != "robust":
                 for test in design.test:
@@ -343,14 +346,14 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
                         p, lb, ub = _inference(b[0], se[0], test, df[0], lev)
                         cell.put(cell.ix(dep, method, test, "none"), k, float(b[0]),
                                  float(se[0]), float(p), float(lb), float(ub))
-        if "trim-and-fill" in design.bias:
+        if "trim-and-fill" in biases:
             if dep == "robust":
                 cell.fail(cell.ix(dep, method, None, "trim-and-fill"),
                           "trim_and_fill: not defined for dependent effects with cluster-robust "
                           "inference; use dependency 'aggregate' or 'first'")
             else:
                 _trim_fill_cell(cell, dep, method, yd, vd, design)
-        if "PET-PEESE" in design.bias:
+        if "PET-PEESE" in biases:
             try:
                 rows = _pet_peese_rows(yd, vd, method, design,
                                        codes if dep == "robust" else None)
@@ -387,11 +390,13 @@ def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design)
         cell.put(ix, yd.size, full.estimate, full.se, full.pval, full.ci_lb, full.ci_ub, adj)
 
 
-def _three_level_cell(cell: _Cell, y, v, codes, design: _Design) -> None:
+def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) -> None:
     dep = "three-level"
     k = y.size
     cell.num["k"][cell.ix(dep)] = k
     for method in design.method:
+        if method not in ("REML", "ML"):  # not specifications (grid.model_reason)
+            continue
         ixm = cell.ix(dep, method)
         try:
             tl = three_level(y, v, codes, method=method, test="z", level=design.level)
@@ -401,19 +406,19 @@ def _three_level_cell(cell: _Cell, y, v, codes, design: _Design) -> None:
         cell.num["tau2"][ixm] = tl.sigma2_between + tl.sigma2_within
         cell.num["I2"][ixm] = tl.I2_between + tl.I2_within
         b, se = float(tl.coef[0]), float(tl.se[0])
-        if "none" in design.bias:
+        if "none" in biases:
             for test in design.test:
                 p, lb, ub = _inference(b, se, test, k - 1, design.level)
                 cell.put(cell.ix(dep, method, test, "none"), k, b, se, float(p), float(lb),
                          float(ub))
-        if "trim-and-fill" in design.bias:
+        if "trim-and-fill" in biases:
             try:
                 _bias.trim_and_fill(tl)
                 why = "trim_and_fill: not defined for a three-level model"
             except Exception as e:  # noqa: BLE001 - its message is the reason
                 why = _reason(e)
             cell.fail(cell.ix(dep, method, None, "trim-and-fill"), why)
-        if "PET-PEESE" in design.bias:
+        if "PET-PEESE" in biases:
             try:
                 pp = _bias.pet_peese(tl, level=design.level)
             except Exception as e:  # noqa: BLE001 - recorded as the reason
@@ -432,18 +437,23 @@ def _three_level_cell(cell: _Cell, y, v, codes, design: _Design) -> None:
                     cell.put(ix, k, pp.estimate, pp.se, pp.pval, pp.ci_lb, pp.ci_ub, pp.chosen)
 
 
-def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray]], design: _Design
-               ) -> list[tuple[int, dict]]:
-    """Fit every specification of the row sets in ``chunk``; returns (row-set id, arrays)."""
+def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray, np.ndarray]],
+               design: _Design) -> list[tuple[int, dict]]:
+    """Fit every specification of the row sets in ``chunk`` (row-set id, row indices, and the
+    (dependency, bias) pairs that are specifications there); returns (row-set id, arrays)."""
     with _single_blas_thread(), np.errstate(all="ignore"):
         cells: list[_Cell] = []
         prepared: list[dict[str, dict]] = []
         jobs: list[tuple[int, str, np.ndarray, np.ndarray]] = []
-        for pos, (_, idx) in enumerate(chunk):
+        wants: list[dict[str, set]] = []
+        for pos, (_, idx, todo) in enumerate(chunk):
             y, v, c = payload.y[idx], payload.v[idx], payload.codes[idx]
             cells.append(_Cell(design, idx.size, np.unique(c).size))
+            want = {dep: {b for b, ok in zip(design.bias, todo[d], strict=True) if ok}
+                    for d, dep in enumerate(design.dependency) if todo[d].any()}
+            wants.append(want)
             prep: dict[str, dict] = {}
-            for dep in design.dependency:
+            for dep in want:
                 if dep == "aggregate":
                     a = aggregate(y, v, c, rho=design.rho)
                     prep[dep] = {"y": a["yi"].to_numpy(), "v": a["vi"].to_numpy()}
@@ -462,9 +472,9 @@ def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray]], design: _
         for (pos, dep, _, _), f in zip(jobs, fits, strict=True):
             prepared[pos][dep]["fits"] = f
         out = []
-        for pos, (rid, idx) in enumerate(chunk):
+        for pos, (rid, idx, _) in enumerate(chunk):
             y, v, c = payload.y[idx], payload.v[idx], payload.codes[idx]
-            _analyse(cells[pos], y, v, c, design, prepared[pos])
+            _analyse(cells[pos], y, v, c, design, prepared[pos], wants[pos])
             out.append((rid, {**cells[pos].num, **cells[pos].text}))
         return out
 

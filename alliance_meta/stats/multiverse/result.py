@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,8 @@ class MultiverseResult:
     scheduler: str
     n_chunks: int
     n_rowsets: int
+    #: the combinations of the factors' levels that are not specifications, with the reason
+    excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def estimable(self) -> pd.DataFrame:

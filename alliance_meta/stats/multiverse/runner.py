@@ -10,8 +10,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .fits import _Cell, _Design, _Payload, _run_chunk
-from .grid import MODEL_FACTORS, NUM_COLS, TEXT_COLS, _check_factors, _mask
+from .fits import _Design, _Payload, _run_chunk
+from .grid import (
+    MODEL_FACTORS,
+    NUM_COLS,
+    TEXT_COLS,
+    _check_factors,
+    _keeps_all,
+    _mask,
+    data_reason,
+    model_reason,
+)
 from .result import MultiverseResult
 
 # ---------------------------------------------------------------------------------------------
@@ -31,8 +40,9 @@ def _run_local(payload, chunks, design, n_jobs: int) -> list:
 def _run_dask(scheduler, payload, chunks, design) -> tuple[list, str]:
     try:
         from dask.distributed import Client
-    except ImportError as e:  # pragma: no cover - dask is a dependency
-        raise ValueError("multiverse: scheduler= needs dask.distributed installed") from e
+    except ImportError as e:  # dask is an optional extra
+        raise ImportError('multiverse: computing on a Dask scheduler needs Dask, an optional '
+                          'extra: pip install "alliance-meta[dask]"') from e
     own = isinstance(scheduler, str)
     if own:
         client = Client(scheduler)
@@ -55,47 +65,89 @@ def _run_dask(scheduler, payload, chunks, design) -> tuple[list, str]:
             client.close()
 
 
-def _assemble(factors: dict[str, tuple], rowset_of_combo: np.ndarray, n_rowsets: int,
-              results: dict[int, dict], design: _Design) -> pd.DataFrame:
+def _filter_labels(factors: dict[str, tuple], filt: list[str], combo: tuple) -> str:
+    return ", ".join(f"{n} = {factors[n][j]}" for n, j in zip(filt, combo, strict=True)
+                     if not _keeps_all(n, factors[n][j])) or "no filter"
+
+
+def _reasons(factors: dict[str, tuple], design: _Design, combos: list[tuple],
+             combo_rowset: np.ndarray, first_combo: list[int], stats: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Why combinations are not specifications: per filter combination (the same rows as an
+    earlier one), per model cell (:func:`model_reason`) and per row set, dependency and bias
+    (:func:`data_reason`); "" where they are."""
+    filt = [n for n in factors if n not in MODEL_FACTORS]
+    dup = np.full(len(combos), "", dtype=object)
+    for c, r in enumerate(combo_rowset):
+        f = first_combo[r]
+        if f != c and stats[r, 0] > 0:  # an empty row set says so (data_reason)
+            dup[c] = f"the same effects as {_filter_labels(factors, filt, combos[f])}"
+    mr = np.full(design.shape, "", dtype=object)
+    for ix in np.ndindex(*design.shape):
+        d, m, t, b = ix
+        mr[ix] = model_reason(design.dependency[d], design.method[m], design.test[t],
+                              design.bias[b])
+    D, B = len(design.dependency), len(design.bias)
+    dr = np.full((len(first_combo), D, B), "", dtype=object)
+    for r, (k, n_s, single) in enumerate(stats):
+        for d, b in np.ndindex(D, B):
+            dr[r, d, b] = data_reason(design.dependency[d], design.bias[b], int(k), int(n_s),
+                                      bool(single))
+    return dup, mr, dr
+
+
+def _assemble(factors: dict[str, tuple], combo_rowset: np.ndarray, why: tuple,
+              results: dict[int, dict], design: _Design) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table of specifications (in the grid's product order) and of the combinations that
+    are not specifications, with the reason."""
     names = list(factors)
     shape = tuple(len(factors[n]) for n in names)
     N = int(np.prod(shape))
     codes = np.unravel_index(np.arange(N), shape)
-    table: dict[str, Any] = {"spec_id": np.arange(N)}
-    for n, cd in zip(names, codes, strict=True):
-        lv = factors[n]
-        col = np.empty(len(lv), dtype=object)
-        col[:] = list(lv)
-        table[n] = col[cd]
     filt = [n for n in names if n not in MODEL_FACTORS]
     fshape = tuple(len(factors[n]) for n in filt)
     fcodes = tuple(codes[names.index(n)] for n in filt)
-    rid = rowset_of_combo[np.ravel_multi_index(fcodes, fshape)] if filt else np.zeros(N, int)
+    combo = np.ravel_multi_index(fcodes, fshape) if filt else np.zeros(N, int)
+    rid = combo_rowset[combo]
     mc = tuple(codes[names.index(n)] for n in MODEL_FACTORS)
-    full = {c: np.full((n_rowsets, *design.shape), np.nan) for c in NUM_COLS}
-    full.update({c: np.full((n_rowsets, *design.shape), "", dtype=object) for c in TEXT_COLS})
+    dup, mr, dr = why
+    reason = dup[combo]
+    reason = np.where(reason == "", mr[mc], reason)
+    reason = np.where(reason == "", dr[(rid, mc[0], mc[3])], reason)
+    valid = reason == ""
+    levels: dict[str, np.ndarray] = {}
+    for n, cd in zip(names, codes, strict=True):
+        col = np.empty(len(factors[n]), dtype=object)
+        col[:] = list(factors[n])
+        levels[n] = col[cd]
+    sel = np.flatnonzero(valid)
+    rid, mc = rid[sel], tuple(c[sel] for c in mc)
+    table: dict[str, Any] = {"spec_id": np.arange(sel.size)}
+    table.update({n: levels[n][sel] for n in names})
+    n_rs = len(dr)
+    full = {c: np.full((n_rs, *design.shape), np.nan) for c in NUM_COLS}
+    full.update({c: np.full((n_rs, *design.shape), "", dtype=object) for c in TEXT_COLS})
     for r, arrays in results.items():
         for c in full:
             full[c][r] = arrays[c]
     for c in NUM_COLS:
         table[c] = full[c][(rid, *mc)]
-    est, lb, ub = table["estimate"], table["ci_lb"], table["ci_ub"]
-    cols = {**table}
-    out = pd.DataFrame(cols)
+    out = pd.DataFrame(table)
     pos = out.columns.get_loc("ci_ub") + 1
-    out.insert(pos, "r", np.tanh(est))
-    out.insert(pos + 1, "r_ci_lb", np.tanh(lb))
-    out.insert(pos + 2, "r_ci_ub", np.tanh(ub))
+    out.insert(pos, "r", np.tanh(out["estimate"]))
+    out.insert(pos + 1, "r_ci_lb", np.tanh(out["ci_lb"]))
+    out.insert(pos + 2, "r_ci_ub", np.tanh(out["ci_ub"]))
     for c in TEXT_COLS:
         out[c] = full[c][(rid, *mc)]
     for c in ("k", "n_samples"):
         out[c] = pd.array(np.where(np.isfinite(out[c]), out[c], np.nan)).astype("Int64")
-    for n in names:
-        if n == "min_n":
-            out[n] = pd.to_numeric(out[n])
-        else:
-            out[n] = out[n].astype(str)
-    return out
+    drop = np.flatnonzero(~valid)
+    excluded = pd.DataFrame({n: levels[n][drop] for n in names})
+    excluded["reason"] = reason[drop]
+    for frame in (out, excluded):
+        for n in names:
+            frame[n] = pd.to_numeric(frame[n]) if n == "min_n" else frame[n].astype(str)
+    return out, excluded
 
 
 def multiverse(
@@ -176,8 +228,10 @@ def multiverse(
     masks = {n: [_mask(data, n, lv) for lv in fac[n]] for n in filt}
     ids: dict[bytes, int] = {}
     rowsets: list[np.ndarray] = []
-    combo_rowset = []
-    for combo in itertools.product(*(range(len(fac[n])) for n in filt)):
+    first_combo: list[int] = []
+    combos = list(itertools.product(*(range(len(fac[n])) for n in filt)))
+    combo_rowset = np.empty(len(combos), dtype=np.int64)
+    for c, combo in enumerate(combos):
         m = np.ones(len(data), dtype=bool)
         for n, j in zip(filt, combo, strict=True):
             m &= masks[n][j]
@@ -185,17 +239,22 @@ def multiverse(
         if key not in ids:
             ids[key] = len(rowsets)
             rowsets.append(np.flatnonzero(m))
-        combo_rowset.append(ids[key])
+            first_combo.append(c)
+        combo_rowset[c] = ids[key]
+    stats = np.zeros((len(rowsets), 3), dtype=np.int64)  # k, samples, one effect per sample
+    for r, idx in enumerate(rowsets):
+        counts = np.bincount(codes[idx]) if idx.size else np.zeros(0, int)
+        counts = counts[counts > 0]
+        stats[r] = idx.size, counts.size, int(counts.size > 0 and counts.max() == 1)
+    why = _reasons(fac, design, combos, combo_rowset, first_combo, stats)
+    mr_ok = why[1] == ""
     results: dict[int, dict] = {}
     work = []
     for rid, idx in enumerate(rowsets):
-        if idx.size == 0:
-            cell = _Cell(design, 0, 0)
-            cell.num["k"][...] = 0
-            cell.fail((slice(None),) * 4, "no effects match the inclusion filters")
-            results[rid] = {**cell.num, **cell.text}
-        else:
-            work.append((rid, idx))
+        # (dependency, bias) pairs that are specifications on these rows for some model cell
+        todo = (why[2][rid] == "") & mr_ok.any(axis=(1, 2))
+        if todo.any():
+            work.append((rid, idx, todo))
     chunks = [work[i : i + chunk_size] for i in range(0, len(work), chunk_size)]
     where = "local"
     if scheduler is None:
@@ -205,11 +264,10 @@ def multiverse(
     for part in parts:
         for rid, arrays in part:
             results[rid] = arrays
-    table = _assemble(fac, np.asarray(combo_rowset, dtype=np.int64), len(rowsets), results,
-                      design)
+    table, excluded = _assemble(fac, combo_rowset, why, results, design)
     return MultiverseResult(
         table=table, factors={n: list(lv) for n, lv in fac.items()}, level=float(level),
         seed=seed, rho=float(rho), scheduler=where, n_chunks=len(chunks),
-        n_rowsets=len(rowsets),
+        n_rowsets=len(rowsets), excluded=excluded,
     )
 
