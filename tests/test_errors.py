@@ -62,3 +62,36 @@ def test_permutation_needs_moderators_and_robust_needs_clusters():
 def test_three_level_bad_method():
     with pytest.raises(ValueError, match="method must be 'REML' or 'ML'"):
         am.three_level([0.1, 0.2, 0.3], [0.01] * 3, [1, 1, 2], method="DL")
+
+
+def test_missing_check_reads_the_formula_variables_not_substrings():
+    """Issue 12: 'year' (with a gap) is a substring of the formula '~ year2' but not one of its
+    variables, so the model fits; the variable that is used and has a gap is named."""
+    y, v = [0.1, 0.2, 0.3, 0.4, 0.2], [0.01] * 5
+    mods = pd.DataFrame({"year": [2000, np.nan, 2005, 2010, 2012],
+                         "year2": [1.0, 2.0, 3.0, 5.0, 4.0]})
+    fit = am.meta_regression(y, v, mods=mods, formula="~ year2")
+    assert fit.coef_names == ("Intercept", "year2")
+    with pytest.raises(ValueError, match="'year' has missing values at rows \\[1\\]"):
+        am.meta_regression(y, v, mods=mods, formula="~ np.log(year) + year2")
+
+
+def test_non_finite_moderator_names_the_column():
+    mods = pd.DataFrame({"dose": [1.0, np.inf, 2.0, 3.0, 4.0]})
+    with pytest.raises(ValueError, match="'dose' has infinite values at rows \\[1\\]"):
+        am.meta_regression([0.1, 0.2, 0.3, 0.4, 0.2], [0.01] * 5, mods=mods, formula="~ dose")
+    with pytest.raises(ValueError, match="infinite values in column\\(s\\) \\['mod1'\\]"):
+        am.meta_regression([0.1, 0.2, 0.3, 0.4, 0.2], [0.01] * 5, mods=mods["dose"].to_numpy())
+
+
+def test_rank_deficient_design_names_the_redundant_column():
+    """Issue 12: a rank-deficient design raised a bare LinAlgError; now the column is named."""
+    y, v = [0.1, 0.2, 0.3, 0.4, 0.2, 0.3], [0.01] * 6
+    mods = pd.DataFrame({"x": [1.0, 2, 3, 4, 5, 6], "x2": [2.0, 4, 6, 8, 10, 12],
+                         "g": ["a", "a", "b", "b", "a", "b"], "h": ["u", "u", "w", "w", "u", "w"]})
+    with pytest.raises(ValueError, match="not of full rank: column\\(s\\) \\['x2'\\]"):
+        am.meta_regression(y, v, mods=mods, formula="~ x + x2")
+    with pytest.raises(ValueError, match="not of full rank: column\\(s\\) \\['C\\(h\\)\\[T.w\\]'\\]"):
+        am.meta_regression(y, v, mods=mods, formula="~ C(g) + C(h)")
+    with pytest.raises(ValueError, match="not of full rank: column\\(s\\) \\['x2'\\]"):
+        am.meta_regression(y, v, mods=mods[["x", "x2"]])

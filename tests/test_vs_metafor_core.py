@@ -139,3 +139,28 @@ def test_permutation_pvalue_within_monte_carlo_error(core_ref):
     for ours, theirs in [(pt.QM_p, r["QMp"]), *zip(pt.pval, r["pval"], strict=True)]:
         se = np.sqrt(2 * max(theirs * (1 - theirs), 1e-4) / r["iter"])
         assert abs(ours - theirs) < 4 * se + 1e-3
+
+
+@pytest.mark.parametrize("key", _keys("no_intercept"))
+def test_meta_regression_without_intercept(core_ref, key):
+    """Issue 12: without an intercept, QM tests every coefficient (metafor's default btt) and no
+    R^2 is reported. Reference: the R call in the entry's "call" (metafor_core.json)."""
+    ds, formula, method, test = key.split("|")
+    d = pd.DataFrame(core_ref["data"][ds])
+    r = core_ref["no_intercept"][key]
+    ours_formula = formula.replace("controls", "C(controls)").replace("type", "C(type)")
+    res = am.meta_regression(d.yi, d.vi, mods=d, formula=ours_formula, method=method, test=test)
+    tol = tol_for(method)
+    assert not res.intercept and len(res.coef_names) == len(r["coef_names"])
+    assert res.QM_df == tuple(int(x) for x in np.atleast_1d(r["QM_df"]))
+    for name, ours in {
+        "beta": res.coef, "se": res.se, "zval": res.zval, "pval": res.pval, "ci_lb": res.ci_lb,
+        "ci_ub": res.ci_ub, "tau2": res.tau2, "QM": res.QM, "QM_p": res.QM_p, "QE": res.QE,
+        "QE_p": res.QE_p, "I2": res.I2, "H2": res.H2,
+    }.items():
+        if name == "I2" and r["tau2"] < 1e-9:
+            assert ours == pytest.approx(0, abs=1e-6)  # both at the boundary (as above)
+            continue
+        assert_close(ours, r[name], tol, f"{key} {name}")
+    assert r["R2_reported"] is False and np.isnan(res.R2)
+    assert np.isnan(res.heterogeneity()["R2"].iloc[0])

@@ -303,35 +303,15 @@ class RandomEffectsResult(CoefResult):
 
     def summary(self) -> pd.DataFrame:
         """One tidy row: estimate, se, statistic, pval, CI and PI (and r columns for ZCOR)."""
-        row = {
-            "model": self._model_name(),
-            "k": self.k,
-            "estimate": self.estimate,
-            "se": self.se,
-            self.stat_name: self.statistic,
-            "pval": self.pval,
-            "ci_lb": self.ci_lb,
-            "ci_ub": self.ci_ub,
-            "pi_lb": self.pi_lb,
-            "pi_ub": self.pi_ub,
-        }
+        row = {"model": self._model_name(), "k": self.k, "estimate": self.estimate, "se": self.se,
+               self.stat_name: self.statistic, "pval": self.pval, "ci_lb": self.ci_lb,
+               "ci_ub": self.ci_ub, "pi_lb": self.pi_lb, "pi_ub": self.pi_ub}
         if self.measure == "ZCOR":
-            row.update(
-                r=np.tanh(self.estimate),
-                r_ci_lb=np.tanh(self.ci_lb),
-                r_ci_ub=np.tanh(self.ci_ub),
-                r_pi_lb=np.tanh(self.pi_lb),
-                r_pi_ub=np.tanh(self.pi_ub),
-            )
-        row.update(
-            tau2=self.tau2,
-            tau2_ci_lb=self.tau2_ci_lb,
-            tau2_ci_ub=self.tau2_ci_ub,
-            I2=self.I2,
-            H2=self.H2,
-            Q=self.Q,
-            Q_p=self.Q_p,
-        )
+            row.update(r=np.tanh(self.estimate), r_ci_lb=np.tanh(self.ci_lb),
+                       r_ci_ub=np.tanh(self.ci_ub), r_pi_lb=np.tanh(self.pi_lb),
+                       r_pi_ub=np.tanh(self.pi_ub))
+        row.update(tau2=self.tau2, tau2_ci_lb=self.tau2_ci_lb, tau2_ci_ub=self.tau2_ci_ub,
+                   I2=self.I2, H2=self.H2, Q=self.Q, Q_p=self.Q_p)
         return pd.DataFrame([row])
 
     def _title(self) -> str:
@@ -361,22 +341,9 @@ def _uni_result(y, v, method, test, level, measure, tau2=None) -> RandomEffectsR
     Q = float(f.QE[0])
     Q_p = inference.chi2_sf(Q, k - 1) if k > 1 else float("nan")
     return RandomEffectsResult(
-        **table,
-        coef_names=("intrcpt",),
-        test=test,
-        level=level,
-        measure=measure,
-        pi_lb=b - crit * pi_se,
-        pi_ub=b + crit * pi_se,
-        tau2=t2,
-        I2=float(I2[0]),
-        H2=float(H2[0]),
-        Q=Q,
-        Q_p=Q_p,
-        k=k,
-        method=method,
-        yi=y,
-        vi=v,
+        **table, coef_names=("intrcpt",), test=test, level=level, measure=measure,
+        pi_lb=b - crit * pi_se, pi_ub=b + crit * pi_se, tau2=t2, I2=float(I2[0]),
+        H2=float(H2[0]), Q=Q, Q_p=Q_p, k=k, method=method, yi=y, vi=v,
         tau2_fixed=tau2 is not None,
     )
 
@@ -470,22 +437,11 @@ class MetaRegressionResult(CoefResult):
 
     def heterogeneity(self) -> pd.DataFrame:
         """Omnibus and residual-heterogeneity tests in one tidy row."""
-        return pd.DataFrame(
-            [
-                {
-                    "k": self.k,
-                    "QM": self.QM,
-                    "QM_df": "/".join(str(int(d)) for d in self.QM_df),
-                    "QM_p": self.QM_p,
-                    "QE": self.QE,
-                    "QE_df": self.k - self.p,
-                    "QE_p": self.QE_p,
-                    "tau2": self.tau2,
-                    "I2": self.I2,
-                    "R2": self.R2,
-                }
-            ]
-        )
+        return pd.DataFrame([{
+            "k": self.k, "QM": self.QM, "QM_df": "/".join(str(int(d)) for d in self.QM_df),
+            "QM_p": self.QM_p, "QE": self.QE, "QE_df": self.k - self.p, "QE_p": self.QE_p,
+            "tau2": self.tau2, "I2": self.I2, "R2": self.R2,
+        }])
 
     def predict(self, newX) -> pd.DataFrame:
         """Predicted values (and r for ZCOR) with CI for rows of a design matrix."""
@@ -541,25 +497,9 @@ def _reg_from_fit(f: _Fit, b: int, y, v, X, names, method, test, level, measure,
     else:
         R2 = 0.0 if tau2_0 <= 0 else max(0.0, 100 * (tau2_0 - t2) / tau2_0)
     return MetaRegressionResult(
-        **table,
-        coef_names=tuple(names),
-        test=test,
-        level=level,
-        measure=measure,
-        QM=QM,
-        QM_p=QM_p,
-        QM_df=tuple(int(d) for d in QM_df),
-        QE=QE,
-        QE_p=inference.chi2_sf(QE, k - p),
-        tau2=t2,
-        I2=float(I2[0]),
-        H2=float(H2[0]),
-        R2=R2,
-        k=k,
-        method=method,
-        yi=y,
-        vi=v,
-        X=X,
+        **table, coef_names=tuple(names), test=test, level=level, measure=measure, QM=QM,
+        QM_p=QM_p, QM_df=tuple(int(d) for d in QM_df), QE=QE, QE_p=inference.chi2_sf(QE, k - p),
+        tau2=t2, I2=float(I2[0]), H2=float(H2[0]), R2=R2, k=k, method=method, yi=y, vi=v, X=X,
         formula=formula,
     )
 

@@ -98,6 +98,26 @@ for (s in specs) {
 }
 ref$meta_regression <- regs
 
+# ---- models without intercept (issue 12): QM tests every coefficient; metafor reports no R2 ----
+noint <- list()
+for (s in list(list(ds = "molloy2014", formula = "~ 0 + controls"),
+               list(ds = "molloy2014", formula = "~ 0 + controls + meanage"),
+               list(ds = "mcdaniel1994", formula = "~ 0 + type"))) {
+  d <- as.data.frame(ref$data[[s$ds]])
+  for (meth in c("REML", "DL")) for (tst in c("z", "knha")) {
+    m <- rma(yi, vi, mods = as.formula(s$formula), data = d, method = meth, test = tst,
+             control = ctrl)
+    r <- uni(m, with_ci = FALSE)
+    r$coef_names <- rownames(m$beta)
+    r$QM_df <- num(m$QMdf[!is.na(m$QMdf)])
+    r$R2_reported <- !is.null(m$R2)
+    r$call <- sprintf("rma(yi, vi, mods=%s, data=%s, method='%s', test='%s')", s$formula, s$ds,
+                      meth, tst)
+    noint[[paste(s$ds, s$formula, meth, tst, sep = "|")]] <- r
+  }
+}
+ref$no_intercept <- noint
+
 # permutation test: p-values are Monte Carlo; the test compares within simulation error
 set.seed(1)
 mr <- rma(yi, vi, mods = ~ meanage + controls, data = as.data.frame(ref$data$molloy2014),
