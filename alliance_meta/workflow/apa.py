@@ -234,7 +234,7 @@ def apa_table(
         shown.append((headers.get(c, _header(c)), kind, [c]))
         used.add(c)
     rows = df if max_rows is None else df.head(max_rows)
-    out = ['<table class="apa">']
+    out = ['<div class="apa-wrap"><table class="apa">']
     if number is not None or title:
         cap = f"<b>Table {number}</b><br>" if number is not None else ""
         out.append(f"<caption>{cap}<i>{html.escape(title)}</i></caption>")
@@ -254,7 +254,7 @@ def apa_table(
             cls = ' class="num"' if kind != "text" else ""
             cells.append(f"<td{cls}>{txt}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     notes = []
     if note:
         notes.append(html.escape(note))

@@ -13,8 +13,8 @@ Files a run writes (contracts read by :mod:`alliance_meta.workflow.site`):
 
 - ``<run>/report.md``: title, caution, methods, results, references (:func:`write_report`).
 - ``<run>/headline.json``: :meth:`Headline.to_dict` (full precision, NaN as null).
-- ``<run>/figures/captions.json``: ``{figure stem: {"caption": str, "model": str}}``
-  (:func:`record_caption`).
+- ``<run>/figures/captions.json``: ``{figure stem: {"caption": str, "model": str}}``, and
+  ``<run>/tables/captions.json`` likewise for table titles (:func:`record_caption`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .apa import fmt_ci, fmt_df, fmt_int, fmt_num, fmt_pct, fmt_r, fmt_var, p_text
+from .citations import REFERENCES, cited
 
 __all__ = [
     "Headline",
@@ -55,52 +56,6 @@ HEADLINE_FILE = "headline.json"
 SMALL_K = 5
 #: Moderator levels with fewer effects than this are listed but not interpreted.
 MIN_PER_LEVEL = 3
-
-#: In-text citation -> APA reference; a reference is listed when its citation appears.
-REFERENCES: dict[str, str] = {
-    "Viechtbauer, 2010": "Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor "
-    "package. Journal of Statistical Software, 36(3), 1\u201348. "
-    "https://doi.org/10.18637/jss.v036.i03",
-    "Konstantopoulos, 2011": "Konstantopoulos, S. (2011). Fixed effects and variance components "
-    "estimation in three-level meta-analysis. Research Synthesis Methods, 2(1), 61\u201376. "
-    "https://doi.org/10.1002/jrsm.35",
-    "Cheung, 2014": "Cheung, M. W.-L. (2014). Modeling dependent effect sizes with three-level "
-    "meta-analyses: A structural equation modeling approach. Psychological Methods, 19(2), "
-    "211\u2013229. https://doi.org/10.1037/a0032968",
-    "Pustejovsky & Tipton, 2018": "Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods "
-    "for cluster-robust variance estimation and hypothesis testing in fixed effects models. "
-    "Journal of Business & Economic Statistics, 36(4), 672\u2013683. "
-    "https://doi.org/10.1080/07350015.2016.1247004",
-    "Knapp & Hartung, 2003": "Knapp, G., & Hartung, J. (2003). Improved tests for a random "
-    "effects meta-regression with a single covariate. Statistics in Medicine, 22(17), "
-    "2693\u20132710. https://doi.org/10.1002/sim.1482",
-    "Peterson & Brown, 2005": "Peterson, R. A., & Brown, S. P. (2005). On the use of beta "
-    "coefficients in meta-analysis. Journal of Applied Psychology, 90(1), 175\u2013181. "
-    "https://doi.org/10.1037/0021-9010.90.1.175",
-    "Borenstein et al., 2009": "Borenstein, M., Hedges, L. V., Higgins, J. P. T., & Rothstein, "
-    "H. R. (2009). Introduction to meta-analysis. Wiley. https://doi.org/10.1002/9780470743386",
-    "Viechtbauer, 2005": "Viechtbauer, W. (2005). Bias and efficiency of meta-analytic variance "
-    "estimators in the random-effects model. Journal of Educational and Behavioral Statistics, "
-    "30(3), 261\u2013293. https://doi.org/10.3102/10769986030003261",
-    "Viechtbauer, 2007": "Viechtbauer, W. (2007). Confidence intervals for the amount of "
-    "heterogeneity in meta-analysis. Statistics in Medicine, 26(1), 37\u201352. "
-    "https://doi.org/10.1002/sim.2514",
-    "Higgins & Thompson, 2002": "Higgins, J. P. T., & Thompson, S. G. (2002). Quantifying "
-    "heterogeneity in a meta-analysis. Statistics in Medicine, 21(11), 1539\u20131558. "
-    "https://doi.org/10.1002/sim.1186",
-    "Sterne et al., 2011": "Sterne, J. A. C., Sutton, A. J., Ioannidis, J. P. A., et al. (2011). "
-    "Recommendations for examining and interpreting funnel plot asymmetry in meta-analyses of "
-    "randomised controlled trials. BMJ, 343, d4002. https://doi.org/10.1136/bmj.d4002",
-    "Tipton, 2015": "Tipton, E. (2015). Small sample adjustments for robust variance estimation "
-    "with meta-regression. Psychological Methods, 20(3), 375\u2013393. "
-    "https://doi.org/10.1037/met0000011",
-    "Harris et al., 2020": "Harris, C. R., Millman, K. J., van der Walt, S. J., et al. (2020). "
-    "Array programming with NumPy. Nature, 585, 357\u2013362. "
-    "https://doi.org/10.1038/s41586-020-2649-2",
-    "Virtanen et al., 2020": "Virtanen, P., Gommers, R., Oliphant, T. E., et al. (2020). SciPy "
-    "1.0: Fundamental algorithms for scientific computing in Python. Nature Methods, 17, "
-    "261\u2013272. https://doi.org/10.1038/s41592-019-0686-2",
-}
 
 _EST_NAMES = {"REML": "restricted maximum likelihood", "ML": "maximum likelihood",
               "DL": "the DerSimonian\u2013Laird estimator", "HE": "the Hedges estimator",
@@ -585,11 +540,6 @@ def results_paragraph(result, data: pd.DataFrame | None = None, *, robust=None,
     return " ".join(s)
 
 
-def _references(*texts: str) -> list[str]:
-    joined = " ".join(texts)
-    return sorted(ref for cite, ref in REFERENCES.items() if cite in joined)
-
-
 def write_report(path: str | Path, result, data: pd.DataFrame | None = None, *,
                  title: str = "", caution: str = "", robust=None, rho: float | None = None,
                  model: str | None = None, moderators: Mapping[str, Any] | None = None,
@@ -608,7 +558,7 @@ def write_report(path: str | Path, result, data: pd.DataFrame | None = None, *,
     if caution:
         lines += [f"> {caution}", ""]
     lines += ["## Method", "", methods, "", "## Results", "", results, "", "## References", ""]
-    lines += [f"- {r}" for r in _references(methods, results)]
+    lines += [f"- {r}" for r in cited(methods, results)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (path.parent / HEADLINE_FILE).write_text(
         json.dumps(h.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n",
@@ -620,10 +570,14 @@ def write_report(path: str | Path, result, data: pd.DataFrame | None = None, *,
 # figure captions
 
 
-def record_caption(output_dir: str | Path, name: str, caption: str, model: str = "") -> Path:
-    """Add one figure's caption to ``<output_dir>/figures/captions.json`` (sorted keys, so the
-    file is byte-identical for identical captions). ``model`` names the model that drew it."""
-    p = Path(output_dir) / "figures" / CAPTIONS_FILE
+def record_caption(output_dir: str | Path, name: str, caption: str, model: str = "",
+                   kind: str = "figures") -> Path:
+    """Add one figure's caption to ``<output_dir>/figures/captions.json`` (``kind="tables"``:
+    a table's title to ``tables/captions.json``); sorted keys, so the file is byte-identical
+    for identical captions. ``model`` names the model that drew the figure or table."""
+    if kind not in ("figures", "tables"):
+        raise ValueError(f"record_caption: kind must be 'figures' or 'tables', not {kind!r}")
+    p = Path(output_dir) / kind / CAPTIONS_FILE
     p.parent.mkdir(parents=True, exist_ok=True)
     caps = read_captions(p.parent)
     caps[name] = {"caption": caption, "model": model}

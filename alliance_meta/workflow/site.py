@@ -1,0 +1,594 @@
+"""The site a reader browses: ``outputs/site/*.html``, hand-written HTML built after every run.
+
+Pages: ``index.html`` (the headline model's r, CI, PI, tau^2, I^2, k, samples, N; the caution
+while the curated set is small; what changed since the last data change; the published
+syntheses beside ours; every run's headline), ``dataset.html`` (Table 1, the PRISMA 2020 flow
+diagram and its counts), ``syntheses.html`` (every published pooled estimate) and one page per
+run (its APA methods and results text from ``report.md``, captioned figures, APA tables with the
+full-precision CSV beside each, its parameters and its executed notebook). Every page shows the
+package version and the commit and date of the last data change, and a navigation bar.
+
+Why hand-written HTML and not Quarto (``quarto-cli``) or another generator: the site must build
+offline (Quarto pulls a Pandoc/Deno runtime of ~100 MB and, for notebooks, a Jupyter kernel),
+be byte-deterministic (no build timestamps, no random ids, no search index that changes with
+the tool's version) so that a git diff of ``outputs/`` shows what the data changed, and cost
+next to nothing on a no-op ``alliance-meta run`` (this build reads small CSV/JSON files and takes
+well under a second; a Quarto render of nine pages takes several). The numbers need no
+templating engine: they are formatted by :mod:`.apa` and :mod:`.report`, the same code that
+writes the paragraphs, so site, report and tables cannot disagree.
+
+Contracts read here (written by the runs, see :mod:`.report`): ``<run>/headline.json``,
+``<run>/report.md``, ``<run>/figures/captions.json`` and ``<run>/tables/captions.json``
+(``{stem: {"caption": ..., "model": ...}}``; a figure without one is captioned by its file
+stem), ``<run>/figures/prisma.*`` with ``<run>/tables/prisma_counts.csv`` (any run); and
+``studies/syntheses.csv``. The site keeps ``outputs/site/history.json``: one headline per
+distinct data state, so "what changed" survives re-runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .apa import fmt_ci, fmt_int, fmt_num, fmt_pct, fmt_r, fmt_var
+from .report import HEADLINE_FILE, SMALL_K, read_captions
+from .table1 import parse_bib, study_labels, table1
+
+__all__ = ["build_site", "headline_run", "load_headline", "build_info", "HISTORY",
+           "CAUTION_BELOW_SAMPLES"]
+
+HISTORY = "history.json"
+#: The front page says "demonstration, not a synthesis" while the curated set has fewer
+#: independent samples than this (issue 14's first milestone; the syntheses it is compared
+#: with pool 100 to 300 studies).
+CAUTION_BELOW_SAMPLES = 20
+_MAX_TABLE_ROWS = 40
+
+_CSS = """body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;max-width:72em;margin:0 auto;
+padding:0 1em 2em;color:#222;line-height:1.45}
+nav{position:sticky;top:0;background:#f4f6f8;border-bottom:1px solid #ccd;padding:.4em .6em;
+margin:0 -1em 1em;font-size:.9em}nav a{margin-right:.9em;text-decoration:none;color:#0b5394}
+nav a.here{font-weight:bold;color:#222}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;
+margin-top:1.6em}.caution{border-left:4px solid #D55E00;background:#fdf1e8;padding:.6em 1em}
+.headline{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1.2em;
+background:#f4f8fb;border:1px solid #cfdde8;padding:.8em 1em}.headline dt{font-weight:bold}
+.headline dd{margin:0}figure{display:inline-block;margin:.6em;vertical-align:top;
+max-width:34em}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em}
+.apa-wrap{overflow-x:auto;max-width:100%}table.apa{border-collapse:collapse;margin:.8em 0;font-size:.88em}table.apa caption{
+text-align:left;padding-bottom:.3em}table.apa thead th{border-top:2px solid #222;
+border-bottom:1px solid #222;padding:.25em .6em;text-align:left;font-weight:normal}
+table.apa td{padding:.2em .6em;vertical-align:top}table.apa td.num{text-align:right;
+white-space:nowrap}table.apa tbody tr:last-child td{border-bottom:2px solid #222}
+.table-note{font-size:.82em;margin-top:-.4em;max-width:60em}dl.params{display:grid;
+grid-template-columns:max-content 1fr;gap:.1em 1em}dl.params dt{font-family:monospace}
+dl.params dd{margin:0}footer{margin-top:3em;border-top:1px solid #ccc;font-size:.8em;
+color:#555}blockquote{border-left:3px solid #ccc;margin-left:0;padding-left:1em;color:#444}
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# reading what the runs wrote
+
+
+def _write(path: Path, text: str) -> None:
+    """Write only when the content changed (no-op builds touch nothing), atomically."""
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _runs(cfg) -> list:
+    return [r for r in cfg.runs if (cfg.output_dir / r.name).is_dir()]
+
+
+def headline_run(cfg) -> str | None:
+    """The run whose model is the headline: ``cfg.headline`` if the config names one, else the
+    run called ``02_pooled-all``, else the first run that wrote a headline.json."""
+    named = getattr(cfg, "headline", None)
+    names = [r.name for r in _runs(cfg)]
+    if named and named in names:
+        return named
+    if "02_pooled-all" in names:
+        return "02_pooled-all"
+    for n in names:
+        if (cfg.output_dir / n / HEADLINE_FILE).exists():
+            return n
+    return None
+
+
+def load_headline(run_dir: Path) -> dict[str, Any] | None:
+    """A run's headline: its headline.json, or (runs that predate it) the first row of its
+    tables/pooled.csv, read with the same field names."""
+    p = run_dir / HEADLINE_FILE
+    if p.exists():
+        d = json.loads(p.read_text(encoding="utf-8"))
+        return {k: (float("nan") if v is None else v) for k, v in d.items()}
+    csv = run_dir / "tables" / "pooled.csv"
+    if not csv.exists():
+        return None
+    df = pd.read_csv(csv)
+    if df.empty:
+        return None
+    row = df.iloc[0].to_dict()
+    return {"model": row.get("model", ""), "k": row.get("k"), "n_samples": row.get("n_samples"),
+            "n_studies": float("nan"), "N": float("nan"), "r": row.get("r"),
+            "r_ci_lb": row.get("r_ci_lb"), "r_ci_ub": row.get("r_ci_ub"),
+            "r_pi_lb": row.get("r_pi_lb"), "r_pi_ub": row.get("r_pi_ub"),
+            "tau2": row.get("tau2"), "I2": row.get("I2"), "estimate": row.get("estimate"),
+            "cautions": []}
+
+
+def _nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    version: str
+    commit: str
+    date: str
+    dirty: bool
+    data_hash: str
+
+
+def build_info(cfg) -> BuildInfo:
+    """Package version; commit and date of the last commit that changed the data (not the wall
+    clock, so a rebuild of unchanged data is byte-identical); whether the data differ from that
+    commit; and a hash of the data files."""
+    from .. import __version__
+
+    files = [str(f) for f in cfg.data_files if f.exists()]
+    log = _git(cfg.root, "log", "-1", "--format=%h %cs", "--", *files) if files else ""
+    commit, _, date = log.partition(" ")
+    dirty = bool(_git(cfg.root, "status", "--porcelain", "--", *files)) if files else False
+    h = hashlib.sha256()
+    for f in cfg.data_files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes() if f.exists() else b"<missing>")
+    return BuildInfo(__version__, commit or "unknown", date or "unknown", dirty,
+                     h.hexdigest()[:16])
+
+
+# ---------------------------------------------------------------------------------------------
+# page pieces
+
+
+def _page(title: str, here: str, nav: list[tuple[str, str]], body: list[str],
+          info: BuildInfo) -> str:
+    here_cls = ' class="here"'
+    links = " ".join(
+        f'<a href="{html.escape(href)}"{here_cls if href == here else ""}>'
+        f"{html.escape(label)}</a>" for label, href in nav)
+    dirty = " plus uncommitted changes" if info.dirty else ""
+    foot = (f"<footer>Built by alliance-meta {html.escape(info.version)} from the data of commit "
+            f"<code>{html.escape(info.commit)}</code> ({html.escape(info.date)}){dirty}. "
+            "Every number is computed by the package from <code>studies/</code>; nothing is "
+            "typed by hand.</footer>")
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)} \u2013 alliance-meta</title>",
+        '<link rel="stylesheet" href="style.css">', "</head><body>",
+        f"<nav>{links}</nav>", *body, foot, "</body></html>", ""])
+
+
+def _r_ci(h: dict, lo: str = "r_ci_lb", hi: str = "r_ci_ub") -> str:
+    return "" if _nan(h.get(lo)) or _nan(h.get(hi)) else fmt_ci(h[lo], h[hi])
+
+
+def _headline_block(h: dict, run: str) -> str:
+    pi = _r_ci(h, "r_pi_lb", "r_pi_ub") or "not available for this model"
+    rows = [("r", f"{fmt_r(h['r'])}, 95% CI {_r_ci(h)}"), ("95% prediction interval", pi)]
+    if not _nan(h.get("sigma2_between")):
+        rows.append(("\u03c3\u00b2 between / within samples",
+                     f"{fmt_var(h['sigma2_between'])} / {fmt_var(h['sigma2_within'])}"))
+        rows.append(("I\u00b2 between / within samples",
+                     f"{fmt_pct(h['I2_between'])}% / {fmt_pct(h['I2_within'])}%"))
+    else:
+        tci = "" if _nan(h.get("tau2_ci_lb")) else \
+            f", 95% CI {fmt_ci(h['tau2_ci_lb'], h['tau2_ci_ub'], fmt_var)}"
+        rows.append(("\u03c4\u00b2", fmt_var(h.get("tau2")) + tci))
+        rows.append(("I\u00b2", f"{fmt_pct(h.get('I2'))}%"))
+    counts = f"{fmt_int(h['k'])} effects, {fmt_int(h['n_samples'])} samples"
+    if not _nan(h.get("n_studies")):
+        counts += f", {fmt_int(h['n_studies'])} studies"
+    rows.append(("k", counts))
+    rows.append(("N", fmt_int(h["N"]) if not _nan(h.get("N")) else "not available"))
+    rows.append(("model", f"{h.get('model', '')} (run <a href=\"{html.escape(run)}.html\">"
+                          f"{html.escape(run)}</a>)"))
+    dl = "".join(f"<dt>{'<i>r</i>' if k == 'r' else html.escape(k)}</dt>"
+                 f"<dd>{v if k == 'model' else html.escape(v)}</dd>" for k, v in rows)
+    cautions = "".join(f"<p>{html.escape(c)}</p>" for c in h.get("cautions") or [])
+    return f'<dl class="headline">{dl}</dl>{cautions}'
+
+
+def _caution(h: dict, syn: pd.DataFrame | None) -> str:
+    n = h.get("n_samples")
+    if _nan(n) or n >= CAUTION_BELOW_SAMPLES:
+        return ""
+    text = (f"<b>Demonstration, not a synthesis.</b> The curated set holds {fmt_int(h['k'])} "
+            f"effects from {fmt_int(n)} independent samples, each traced to the sentence it was "
+            "coded from")
+    if syn is not None and not syn.empty and "k" in syn:
+        k = pd.to_numeric(syn["k"], errors="coerce")
+        if k.notna().any():
+            big = syn.loc[k.idxmax()]
+            unit = str(big.get("k_unit") or "").strip()
+            text += (f", far fewer than the published syntheses (the largest listed, "
+                     f"{html.escape(_syn_label(big))}, pooled k = {fmt_int(k.max())}"
+                     + (f" {html.escape(unit)}" if unit else "") + ")")
+    text += (". The pooled numbers show the workbench on real data; they are not a new estimate "
+             "of the alliance\u2013outcome association.")
+    return f'<div class="caution"><p>{text}</p></div>'
+
+
+def _syn_label(row) -> str:
+    return str(row.get("label") or row.get("synthesis_id", ""))
+
+
+def _read_syntheses(cfg) -> pd.DataFrame | None:
+    """studies/syntheses.csv with an author-year ``label`` per row, from studies/syntheses.bib
+    (keyed by synthesis_id) when it has the entry, else from the first author as printed."""
+    p = cfg.root / "studies" / "syntheses.csv"
+    if not p.exists():
+        return None
+    syn = pd.read_csv(p, dtype=str, keep_default_na=False)
+    bibp = p.with_suffix(".bib")
+    bib = parse_bib(bibp) if bibp.exists() else {}
+    ids = syn.get("synthesis_id", pd.Series([""] * len(syn)))
+    labels = study_labels([i for i in ids if i in bib], bib)
+
+    def label(i: int) -> str:
+        sid = str(ids.iloc[i])
+        if sid in labels:
+            return labels[sid]
+        first = re.split(r",| and | & ", str(syn["authors"].iloc[i]))[0].strip() \
+            if "authors" in syn else sid
+        return f"{first} et al. ({syn['year'].iloc[i]})" if "year" in syn else first
+
+    syn["label"] = [label(i) for i in range(len(syn))]
+    return syn
+
+
+def _syntheses_table(syn: pd.DataFrame, h: dict | None, compact: bool) -> str:
+    df = syn.copy()
+    for c in ("estimate", "ci_lb", "ci_ub", "k", "n"):
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    if compact and "estimate_id" in df:
+        df = df.groupby("synthesis_id", sort=False).head(1)  # each synthesis's first estimate
+    df["Source"] = df.apply(_syn_label, axis=1)
+    cols = [c for c in ("population", "Source", "construct", "subgroup", "metric", "estimate",
+                        "ci_lb", "ci_ub", "k", "k_unit", "n", "model") if c in df]
+    if compact:
+        cols = [c for c in cols if c not in ("subgroup", "n", "model")]
+    out = df[cols].sort_values([c for c in ("population", "Source") if c in cols], kind="stable")
+    if h is not None:
+        ours = {"population": "this review (demonstration)", "Source": "alliance-meta",
+                "construct": "alliance", "subgroup": "headline model", "metric": "r",
+                "estimate": h["r"], "ci_lb": h["r_ci_lb"], "ci_ub": h["r_ci_ub"], "k": h["k"],
+                "k_unit": "effects", "n": h.get("N"), "model": h.get("model", "")}
+        out = pd.concat([pd.DataFrame([{c: ours.get(c) for c in cols}]), out], ignore_index=True)
+    # correlations without a leading zero; d and other metrics can exceed 1 and keep it
+    is_r = out["metric"].astype(str).eq("r") if "metric" in out else pd.Series(True, out.index)
+
+    def fmt(x, r: bool) -> str:
+        return "" if _nan(x) else (fmt_r(x) if r else fmt_num(x))
+
+    out["estimate"] = [fmt(x, r) for x, r in zip(out["estimate"], is_r, strict=True)]
+    if "ci_lb" in out:
+        out["ci"] = ["" if _nan(a) or _nan(b) else f"[{fmt(a, r)}, {fmt(b, r)}]"
+                     for a, b, r in zip(out["ci_lb"], out["ci_ub"], is_r, strict=True)]
+        out = out.drop(columns=["ci_lb", "ci_ub"])
+        out.insert(out.columns.get_loc("estimate") + 1, "ci", out.pop("ci"))
+    from .apa import apa_table
+
+    return apa_table(out, title="Published pooled estimates beside this review's headline",
+                     kinds={"estimate": "text", "ci": "text"},
+                     headers={"estimate": "Estimate", "ci": "95% CI", "population": "Population",
+                              "construct": "Construct", "metric": "Metric",
+                              "k_unit": "k unit", "subgroup": "Estimate of",
+                              "model": "Model"},
+                     note="Estimates as printed by each source (metric r, d or other); "
+                          "d is not converted here.")
+
+
+def _md_to_html(md: str) -> str:
+    """The small Markdown subset report.md uses: headings, paragraphs, quotes, bullet lists."""
+    out, para, items = [], [], []
+
+    def flush() -> None:
+        if para:
+            out.append(f"<p>{html.escape(' '.join(para))}</p>")
+            para.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in md.splitlines():
+        m = re.match(r"^(#{1,4})\s+(.*)$", line)
+        if m:
+            flush()
+            level = min(len(m.group(1)) + 1, 4)  # the page has its own h1
+            out.append(f"<h{level}>{html.escape(m.group(2))}</h{level}>")
+        elif line.startswith("> "):
+            flush()
+            out.append(f"<blockquote>{html.escape(line[2:])}</blockquote>")
+        elif line.startswith("- "):
+            if para:
+                flush()
+            items.append(line[2:])
+        elif not line.strip():
+            flush()
+        else:
+            para.append(line.strip())
+    flush()
+    return "\n".join(out)
+
+
+def _figures(run_dir: Path, run: str) -> list[str]:
+    figdir = run_dir / "figures"
+    caps = read_captions(figdir)
+    stems = sorted({p.stem for p in figdir.glob("*.png")} | {p.stem for p in figdir.glob("*.svg")})
+    out = []
+    for i, stem in enumerate(stems, 1):
+        img = next(figdir / f"{stem}.{e}" for e in ("svg", "png") if (figdir / f"{stem}.{e}")
+                    .exists())
+        cap = caps.get(stem, {})
+        text = cap.get("caption") or stem.replace("_", " ")
+        model = f" Model: {cap['model']}." if cap.get("model") else ""
+        alt = text if cap.get("caption") else f"figure {stem}"
+        links = " ".join(f'<a href="../{html.escape(run)}/figures/{stem}.{e}">{e.upper()}</a>'
+                         for e in ("svg", "png", "pdf") if (figdir / f"{stem}.{e}").exists())
+        out.append(
+            f'<figure><a href="../{html.escape(run)}/figures/{html.escape(img.name)}">'
+            f'<img src="../{html.escape(run)}/figures/{html.escape(img.name)}" '
+            f'alt="{html.escape(alt)}"></a><figcaption><b>Figure {i}.</b> {html.escape(text)}'
+            f"{html.escape(model)} {links}</figcaption></figure>")
+    return out
+
+
+def _tables(run_dir: Path, run: str) -> list[str]:
+    from .apa import apa_table
+
+    tdir = run_dir / "tables"
+    caps = read_captions(tdir)
+    out = []
+    for i, p in enumerate(sorted(tdir.glob("*.csv")), 1):
+        try:
+            df = pd.read_csv(p)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        cap = caps.get(p.stem, {})
+        note = " ".join(x for x in (cap.get("model") and f"Model: {cap['model']}.",) if x)
+        out.append(apa_table(df, number=i, title=cap.get("caption") or p.stem.replace("_", " "),
+                             note=note, max_rows=_MAX_TABLE_ROWS,
+                             csv_href=f"../{run}/tables/{p.name}"))
+    return out
+
+
+def _params(params: dict) -> str:
+    if not params:
+        return "<p>Default parameters of the notebook.</p>"
+    items = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
+                    for k, v in sorted(params.items()))
+    return f'<dl class="params">{items}</dl>'
+
+
+# ---------------------------------------------------------------------------------------------
+# history: what changed
+
+
+_TRACKED = ("r", "r_ci_lb", "r_ci_ub", "r_pi_lb", "r_pi_ub", "tau2", "k", "n_samples", "N",
+            "estimate")
+
+
+def _update_history(site: Path, info: BuildInfo, h: dict | None) -> list[dict]:
+    """One entry per data state (hash of the data files). A rebuild of the same data with
+    changed numbers (a package change) replaces that state's headline; new data add an entry."""
+    p = site / HISTORY
+    hist: list[dict] = []
+    if p.exists():
+        try:
+            hist = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            hist = []
+    if h is None:
+        return hist
+    entry = {"data": info.data_hash, "commit": info.commit, "date": info.date,
+             "headline": {k: (None if _nan(h.get(k)) else h.get(k)) for k in _TRACKED}}
+    if hist and hist[-1].get("data") == info.data_hash:
+        hist[-1] = entry
+    else:
+        hist.append(entry)
+    _write(p, json.dumps(hist, indent=1, sort_keys=True) + "\n")
+    return hist
+
+
+def _changes(hist: list[dict]) -> str:
+    if len(hist) < 2:
+        return ("<p>This is the first data state recorded in <code>site/history.json</code>; "
+                "the next build after studies are added will show how the headline moved.</p>")
+    old, new = hist[-2], hist[-1]
+    a, b = old["headline"], new["headline"]
+
+    def val(d: dict, key: str, f) -> str:
+        return "\u2013" if d.get(key) is None else f(d[key])
+
+    rows = [("r", val(a, "r", fmt_r), val(b, "r", fmt_r)),
+            ("95% CI", fmt_ci(a["r_ci_lb"], a["r_ci_ub"]) if a.get("r_ci_lb") is not None
+             else "\u2013", fmt_ci(b["r_ci_lb"], b["r_ci_ub"]) if b.get("r_ci_lb") is not None
+             else "\u2013"),
+            ("\u03c4\u00b2", val(a, "tau2", fmt_var), val(b, "tau2", fmt_var)),
+            ("k effects", val(a, "k", fmt_int), val(b, "k", fmt_int)),
+            ("samples", val(a, "n_samples", fmt_int), val(b, "n_samples", fmt_int)),
+            ("N", val(a, "N", fmt_int), val(b, "N", fmt_int))]
+    body = "".join(f"<tr><td>{html.escape(n)}</td><td class=\"num\">{html.escape(x)}</td>"
+                   f"<td class=\"num\">{html.escape(y)}</td></tr>" for n, x, y in rows)
+    return (f"<p>The headline after the last data change (commit <code>{html.escape(new['commit'])}"
+            f"</code>, {html.escape(new['date'])}) compared with the data state before it (commit "
+            f"<code>{html.escape(old['commit'])}</code>, {html.escape(old['date'])}).</p>"
+            '<table class="apa"><thead><tr><th></th><th>Before</th><th>Now</th></tr></thead>'
+            f"<tbody>{body}</tbody></table>")
+
+
+# ---------------------------------------------------------------------------------------------
+# pages
+
+
+def _run_summary(cfg, run: str) -> str:
+    h = load_headline(cfg.output_dir / run)
+    if h is None or _nan(h.get("r")):
+        return ""
+    pi = _r_ci(h, "r_pi_lb", "r_pi_ub")
+    tau = fmt_var(h.get("tau2")) if not _nan(h.get("tau2")) else "\u2013"
+    return (f"r = {fmt_r(h['r'])}, 95% CI {_r_ci(h)}" + (f", PI {pi}" if pi else "")
+            + f", \u03c4\u00b2 = {tau}, I\u00b2 = {fmt_pct(h.get('I2'))}%, k = {fmt_int(h['k'])}"
+            + (f" ({fmt_int(h['n_samples'])} samples)" if not _nan(h.get("n_samples")) else ""))
+
+
+def _find_prisma(cfg) -> tuple[str | None, Path | None]:
+    for r in _runs(cfg):
+        figdir = cfg.output_dir / r.name / "figures"
+        for ext in ("svg", "png"):
+            if (figdir / f"prisma.{ext}").exists():
+                return r.name, figdir / f"prisma.{ext}"
+    return None, None
+
+
+def _dataset_page(cfg) -> list[str]:
+    body = ["<h1>The dataset</h1>"]
+    effects = next((f for f in cfg.data_files if f.name == "effects.csv"), None)
+    bib = next((f for f in cfg.data_files if f.suffix == ".bib"), None)
+    from .apa import apa_table
+
+    if effects is not None and effects.exists() and bib is not None and bib.exists():
+        df = pd.read_csv(effects, dtype=str, keep_default_na=False)
+        t1 = table1(df, parse_bib(bib)).drop(columns=["study_id", "sample_id"])
+        t1["n"] = pd.to_numeric(t1["n"])
+        body.append(apa_table(t1, number=1, title="Characteristics of the included samples",
+                              kinds={"n": "int", "k": "int"},
+                              note="One row per independent sample; n is the sample's largest "
+                                   "analysed n, k its number of effects. Labels from "
+                                   "studies/references.bib.",
+                              csv_href=f"../../{effects.relative_to(cfg.root).as_posix()}"
+                              if effects.is_relative_to(cfg.root) else None))
+    run, fig = _find_prisma(cfg)
+    body.append("<h2>PRISMA 2020 flow diagram</h2>")
+    if fig is None:
+        body.append("<p>No run drew the flow diagram yet (it needs "
+                    "<code>studies/screening.csv</code>).</p>")
+    else:
+        body.append(f'<figure><img src="../{html.escape(run)}/figures/{fig.name}" '
+                    'alt="PRISMA 2020 flow diagram of the records screened"><figcaption>'
+                    "<b>Figure 1.</b> PRISMA 2020 flow diagram (Page et al., 2021): records "
+                    "identified, screened, retrieved and assessed, with the reasons for "
+                    "exclusion, from studies/screening.csv.</figcaption></figure>")
+        counts = cfg.output_dir / run / "tables" / "prisma_counts.csv"
+        if counts.exists():
+            body.append(apa_table(pd.read_csv(counts), number=2, title="PRISMA 2020 counts",
+                                  csv_href=f"../{run}/tables/{counts.name}"))
+    return body
+
+
+def build_site(cfg) -> Path:
+    """Build ``<output_dir>/site/`` from the runs' outputs (see the module docstring); returns
+    the path of ``index.html``. Offline (relative links only), deterministic, and it rewrites
+    only the files whose content changed."""
+    out = cfg.output_dir
+    site = out / "site"
+    site.mkdir(parents=True, exist_ok=True)
+    info = build_info(cfg)
+    runs = _runs(cfg)
+    nav = [("Home", "index.html"), ("Dataset", "dataset.html")]
+    syn = _read_syntheses(cfg)
+    if syn is not None:
+        nav.append(("Published syntheses", "syntheses.html"))
+    nav += [(r.name, f"{r.name}.html") for r in runs]
+    _write(site / "style.css", _CSS)
+
+    main = headline_run(cfg)
+    h = load_headline(out / main) if main else None
+    hist = _update_history(site, info, h)
+
+    body = ["<h1>alliance-meta: the alliance\u2013outcome association</h1>"]
+    if h is not None:
+        body.append(_caution(h, syn))
+        body.append("<h2>Headline</h2>")
+        body.append(_headline_block(h, main))
+        rep = out / main / "report.md"
+        if rep.exists():
+            body.append(_md_to_html(rep.read_text(encoding="utf-8")))
+    else:
+        body.append("<p>No pooled run has been executed yet: run <code>alliance-meta run</code>."
+                    "</p>")
+    body.append("<h2>What changed</h2>")
+    body.append(_changes(hist))
+    if syn is not None:
+        body.append("<h2>Beside the published syntheses</h2>")
+        body.append(_syntheses_table(syn, h, compact=True))
+        body.append('<p>All pooled estimates: <a href="syntheses.html">published syntheses</a>.'
+                    "</p>")
+    body.append("<h2>Runs</h2><ul>")
+    for r in runs:
+        summary = _run_summary(cfg, r.name)
+        nb = out / r.name / "notebook.html"
+        nb_link = f' (<a href="../{html.escape(r.name)}/notebook.html">notebook</a>)' \
+            if nb.exists() else ""
+        body.append(f'<li><a href="{html.escape(r.name)}.html">{html.escape(r.name)}</a>'
+                    f"{nb_link}{': ' + html.escape(summary) if summary else ''}</li>")
+    body.append("</ul>")
+    _write(site / "index.html", _page("Home", "index.html", nav, body, info))
+    _write(site / "dataset.html", _page("Dataset", "dataset.html", nav, _dataset_page(cfg), info))
+    if syn is not None:
+        _write(site / "syntheses.html", _page(
+            "Published syntheses", "syntheses.html", nav,
+            ["<h1>Published syntheses</h1>", _syntheses_table(syn, h, compact=False)], info))
+    for r in runs:
+        _write(site / f"{r.name}.html", _page(r.name, f"{r.name}.html", nav,
+                                              _run_page(cfg, r), info))
+    return site / "index.html"
+
+
+def _run_page(cfg, run) -> list[str]:
+    d = cfg.output_dir / run.name
+    body = [f"<h1>{html.escape(run.name)}</h1>", _params(run.parameters)]
+    if (d / "notebook.html").exists():
+        body.append(f'<p>Executed notebook: <a href="../{html.escape(run.name)}/notebook.html">'
+                    f"{html.escape(run.notebook.name)}</a>.</p>")
+    h = load_headline(d)
+    if h is not None and (d / HEADLINE_FILE).exists() and h.get("n_samples", 0) < SMALL_K:
+        body.append(f'<div class="caution"><p>Fewer than {SMALL_K} samples: read this run\'s '
+                    "heterogeneity and prediction interval with caution.</p></div>")
+    if (d / "report.md").exists():
+        body.append(_md_to_html((d / "report.md").read_text(encoding="utf-8")))
+    figs = _figures(d, run.name)
+    if figs:
+        body.append("<h2>Figures</h2>")
+        body.extend(figs)
+    tabs = _tables(d, run.name)
+    if tabs:
+        body.append("<h2>Tables</h2>")
+        body.extend(tabs)
+    return body
