@@ -193,7 +193,7 @@ def test_forest_subgroups(molloy, molloy_res):
     assert len(by_gid(ax, "summary_overall")) == 1
     assert len(texts(fig, "label:summary")) == 3
     note = [t.get_text() for t in texts(fig, "note")]
-    assert f"Test for subgroup differences: Q(1) = {sg.Q_between:.2f}" in note[-1]
+    assert any(f"Test for subgroup differences: Q(1) = {sg.Q_between:.2f}" in t for t in note)
     # studies of a group are listed under its heading
     y_head = {t.get_text(): t.get_position()[1] for t in texts(fig, "label:group")}
     # (markers are drawn block by block, input order kept within a block)
@@ -210,20 +210,21 @@ def test_forest_k150_grows_and_no_text_overlaps():
     d = synthetic(150)
     res = am.random_effects(d.yi, d.vi)
     small = plots.forest_plot(am.random_effects(d.yi[:15], d.vi[:15]))
-    fig = plots.forest_plot(res, labels=d.label, groups=d.group, title="SYNTHETIC k = 150")
+    fig = plots.forest_plot(res, labels=d.label, groups=d.group, title="SYNTHETIC k = 150",
+                            full=True)
     assert fig.get_size_inches()[1] > 6 * small.get_size_inches()[1]
     n = assert_no_overlap(fig)
     assert n >= 3 * 150  # label, weight and CI text for every study were all checked
     assert_no_overlap(small)
     # the check itself catches overlap: rows squeezed to 0.06 in cannot hold 8 pt text
     with pytest.raises(AssertionError):
-        assert_no_overlap(plots.forest_plot(res, labels=d.label, row_height=0.06))
+        assert_no_overlap(plots.forest_plot(res, labels=d.label, row_height=0.06, full=True))
 
 
 def test_forest_mcdaniel_k145_no_overlap():
     d = DATA["mcdaniel1994"]
     res = am.random_effects(d["yi"], d["vi"])
-    fig = plots.forest_plot(res, groups=d["type"])
+    fig = plots.forest_plot(res, groups=d["type"], full=True)
     assert len(by_gid(main_ax(fig), "study_markers")[0].get_offsets()) == 145
     assert len(by_gid(main_ax(fig), "summary_subgroup")) == len(set(d["type"]))
     assert_no_overlap(fig)
@@ -243,7 +244,7 @@ def test_forest_bad_input(molloy_res):
         plots.forest_plot(molloy_res, groups=["a", "b"])
     with pytest.raises(ValueError, match="forest_plot: groups has missing values"):
         plots.forest_plot(molloy_res, groups=[None] + ["a"] * 15)
-    with pytest.raises(ValueError, match="forest_plot: needs a RandomEffectsResult"):
+    with pytest.raises(ValueError, match="forest_plot: needs a fitted model with estimate, ci_lb and ci_ub"):
         plots.forest_plot({"yi": [0.1, 0.2]})
     with pytest.raises(ValueError, match="xlim"):
         plots.forest_plot(molloy_res, xlim=(0.5, 0.1))

@@ -21,16 +21,64 @@ from .theme import (
     _finish,
     _new_figure,
     _root_figure,
+    _wrap,
     theme,
 )
 
-# ---------------------------------------------------------------------------------------------
-# Baujat plot
+# candidate label offsets (points) around a point, nearest first: (dx, dy, ha, va)
+_NEAR = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
+         (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
+         (6, 0, "left", "center"), (-6, 0, "right", "center")]
+_CANDIDATES = [(dx * f, dy * f, ha, va) for f in (1.0, 2.5, 4.5) for dx, dy, ha, va in _NEAR]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Overlap areas of box ``a`` (x0, y0, x1, y1) with each row of ``b``."""
+    if b.size == 0:
+        return np.zeros(0)
+    w = np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0])
+    h = np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
+
+
+def _place_labels(fig: Figure, ax: Axes, x, y, labels: list[str], order) -> None:
+    """Repel labels: for each point (most extreme first) take the first candidate position
+    whose text lies inside the axes and overlaps no placed label and no point; if none is
+    free, the one with the least overlap. Far positions get a leader line."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = ax.get_window_extent(r).extents
+    pts = ax.transData.transform(np.column_stack([x, y]))
+    rad = 3.0 * fig.dpi / 72.0
+    taken = [np.column_stack([pts - rad, pts + rad])]
+    for i in order:
+        best, best_cost = None, np.inf
+        for dx, dy, ha, va in _CANDIDATES:
+            t = ax.annotate(labels[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
+                            ha=ha, va=va, fontsize=7, color=INK, gid="label",
+                            annotation_clip=False)
+            e = t.get_window_extent(r).extents
+            t.remove()
+            outside = max(box[0] - e[0], 0) + max(e[2] - box[2], 0) + max(box[1] - e[1], 0) \
+                + max(e[3] - box[3], 0)
+            cost = 1e6 * outside + float(_overlap(e, np.vstack(taken)).sum())
+            if cost < best_cost:
+                best, best_cost = (dx, dy, ha, va, e), cost
+            if cost == 0:
+                break
+        dx, dy, ha, va, e = best
+        far = abs(dx) > 6 or abs(dy) > 6
+        ax.annotate(labels[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
+                    ha=ha, va=va, fontsize=7, color=INK, gid="label", annotation_clip=False,
+                    arrowprops=dict(arrowstyle="-", color="0.5", lw=0.5, shrinkA=0, shrinkB=2)
+                    if far else None)
+        taken.append(e[None, :])
 
 
 def baujat_plot(
     df: pd.DataFrame,
     *,
+    model_label: str | None = None,
     ax: Axes | None = None,
     n_labels: int | None = None,
     title: str | None = None,
@@ -39,7 +87,10 @@ def baujat_plot(
     study's contribution to the heterogeneity statistic Q (x) against its influence on the
     pooled result (y). ``df`` has columns x, y and label (as returned by ``baujat``). Labels
     are written for all studies when ``n_labels`` is None and k <= 30, else for the
-    ``n_labels`` (default 10) studies farthest out on either axis."""
+    ``n_labels`` (default 10) studies farthest out on either axis; they are placed so that
+    none overprints another or a point, and all stay inside the axes (a leader line joins a
+    label pushed away from its point). ``model_label`` names the model the contributions
+    come from (printed under the axis)."""
     who = "baujat_plot"
     df = _as_frame(df, ("x", "y"), who)
     _check_ax(ax, who)
@@ -54,20 +105,20 @@ def baujat_plot(
     order = np.argsort(-np.maximum(xs, ys), kind="stable")[: min(n_labels, k)]
     with theme():
         if ax is None:
-            fig = _new_figure(4.6, 3.8)
-            ax = fig.add_axes((0.14, 0.13, 0.8, 0.8))
+            fig = _new_figure(4.6, 4.0 if model_label else 3.8)
+            ax = fig.add_axes((0.14, 0.17, 0.8, 0.76) if model_label else (0.14, 0.13, 0.8, 0.8))
         fig = _root_figure(ax)
         ax.scatter(x, y, s=18, facecolor=PALETTE[5], edgecolor=INK, lw=0.5, zorder=3,
                    gid="studies")
-        for i in sorted(order):
-            ax.annotate(str(df["label"].iloc[i]), (x[i], y[i]), xytext=(3, 3),
-                        textcoords="offset points", fontsize=7, color=INK, gid="label",
-                        annotation_clip=False)
         ax.set_xlabel("Contribution to overall heterogeneity")
         ax.set_ylabel("Influence on overall result")
         ax.margins(0.08)
         if title:
             ax.set_title(title, loc="left")
+        if model_label:
+            fig.text(0.02, 0.015, _wrap(f"Model: {model_label}", 4.4, 7.0), fontsize=7.0,
+                     color="#444444", va="bottom", gid="model_label")
+        ax.set_xlim(ax.get_xlim())  # freeze the limits before measuring label positions
+        ax.set_ylim(ax.get_ylim())
+        _place_labels(fig, ax, x, y, [str(s) for s in df["label"]], order)
         return _finish(fig)
-
-

@@ -1,4 +1,13 @@
-"""Forest plot.
+"""Forest plot of the headline model: every effect, or grouped, or split across pages.
+
+:func:`forest_plot` draws one row per effect (author-year labels, an n column, optional sort by
+year or effect) and closes with the diamond of whichever model the caller fitted (random
+effects, three-level, CR2-robust), its prediction interval, its heterogeneity and the
+description of the model and its CI type; cautions are printed when k < 5 and when the
+prediction interval equals the CI. Above ``max_rows`` effects the plot is grouped (one row per
+group: sample or subgroup) unless ``full=True``; :func:`forest_pages` splits it across pages
+instead. Subgroup estimates come from the package's one subgroup fitter
+(:func:`alliance_meta.subgroup_analysis`).
 
 References
 ----------
@@ -15,339 +24,342 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
-from matplotlib import transforms as mtransforms
 from matplotlib.axes import Axes
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import Polygon
 
-from ..stats.rma import RandomEffectsResult, random_effects
+from ..stats.rma import SubgroupResult, subgroup_analysis
+from ._forest_layout import Header, _Row, draw_forest, marker_areas, x_range
 from .theme import (
-    _GAP,
     _ROW_HEIGHT,
-    INK,
-    MUTED,
-    PALETTE,
+    Model,
     _check_ax,
-    _check_re,
     _ci_text,
     _crit,
     _finish,
-    _new_figure,
-    _nice_ticks,
+    _model,
     _num,
     _pfmt,
-    _root_figure,
     _scale,
-    _text_width,
     theme,
 )
 
-# ---------------------------------------------------------------------------------------------
-# the forest layout shared by forest, leave-one-out and cumulative plots
+MAX_ROWS = 60  # above this many effects a forest is grouped or paged (issue 16)
+_SORTS = (None, "year", "effect")
 
 
 @dataclass
-class _Row:
-    kind: str  # "group", "study", "summary", "pi", "note", "blank"
-    label: str = ""
-    est: float = float("nan")
-    lb: float = float("nan")
-    ub: float = float("nan")
-    size: float = 0.0  # marker area (points^2) for studies
-    weight: str = ""
-    ci: str = ""
-    gid: str = ""
+class _Studies:
+    """Per-effect columns in the model's order."""
+
+    yi: np.ndarray
+    vi: np.ndarray
+    label: list[str]
+    n: np.ndarray | None
+    year: np.ndarray | None
+    group: np.ndarray | None
 
 
-def _draw_forest(
-    rows: list[_Row],
-    *,
-    header: tuple[str, str | None, str],
-    xlabel: str,
-    clip: tuple[float, float] | None,
-    xlim: tuple[float, float] | None,
-    ax: Axes | None,
-    title: str | None,
-    row_height: float,
-    plot_width: float,
-    ref: float | None = 0.0,
-    band: tuple[float, float, float] | None = None,
-    study_marker: str = "s",
-) -> Figure:
-    """Draw labelled rows (one per study or summary) with a label column left of the plot and a
-    weight column and an estimate-[CI] column right of it. Rows are spaced ``row_height``
-    inches apart when the figure is made here, so text never overlaps however many rows."""
-    base = float(mpl.rcParams["font.size"])
-    small = base - 1
-    label_header, weight_header, ci_header = header
-    labels = [r.label for r in rows if r.kind in ("study", "summary", "pi")]
-    w_label = max(
-        _text_width(labels + [label_header], base),
-        _text_width([r.label for r in rows if r.kind in ("group", "summary")] + [label_header],
-                    base, "bold"),
+def _column(explicit, data: pd.DataFrame | None, name: str, k: int, who: str, arg: str = ""):
+    """An explicit sequence (argument ``arg``) wins over ``data[name]``; either must have k
+    entries."""
+    val = explicit if explicit is not None else (
+        data[name] if data is not None and name in data.columns else None)
+    if val is None:
+        return None
+    out = pd.Series(list(val), dtype=object)
+    if len(out) != k:
+        what = arg or name if explicit is not None else f"data[{name!r}]"
+        raise ValueError(f"{who}: {what} has {len(out)} entries but the model has k = {k}")
+    return out
+
+
+def _studies(m: Model, res, who: str, labels, groups, n, year, yi, vi, data) -> _Studies:
+    if data is not None and not isinstance(data, pd.DataFrame):
+        raise ValueError(f"{who}: data must be a pandas DataFrame, got {type(data).__name__}")
+    y = yi if yi is not None else data["yi"] if data is not None and "yi" in data else m.yi
+    v = vi if vi is not None else data["vi"] if data is not None and "vi" in data else m.vi
+    if y is None or v is None:
+        raise ValueError(f"{who}: this {type(res).__name__} carries no study data; pass yi= and "
+                         "vi= (or data with yi and vi columns) in the model's order")
+    y, v = np.asarray(y, dtype=float).ravel(), np.asarray(v, dtype=float).ravel()
+    k = y.size
+    if v.size != k or not (np.isfinite(y).all() and np.isfinite(v).all()) or (v <= 0).any():
+        raise ValueError(f"{who}: yi and vi need one finite value per effect (vi > 0)")
+    lab = _column(labels, data, "label", k, who, "labels")
+    if lab is None:
+        own = tuple(getattr(res, "labels", ()) or ())
+        lab = pd.Series(own if len(own) == k else [f"Study {i + 1}" for i in range(k)])
+    g = _column(groups, data, "group", k, who, "groups")
+    if g is not None and g.isna().any():
+        raise ValueError(f"{who}: groups has missing values at positions "
+                         f"{np.flatnonzero(g.isna().to_numpy())[:10].tolist()}")
+    nn = _column(n, data, "n", k, who)
+    yr = _column(year, data, "year", k, who)
+    return _Studies(
+        yi=y, vi=v, label=[str(s) for s in lab],
+        n=None if nn is None else pd.to_numeric(nn, errors="coerce").to_numpy(float),
+        year=None if yr is None else pd.to_numeric(yr, errors="coerce").to_numpy(float),
+        group=None if g is None else g.astype(str).to_numpy(),
     )
-    w_weight = (
-        _text_width([r.weight for r in rows] + [weight_header], base, "bold")
-        if weight_header is not None else 0.0
-    )
-    w_ci = _text_width([r.ci for r in rows] + [ci_header], base, "bold")
-    w_note = _text_width([r.label for r in rows if r.kind == "note"], small)
-    n = len(rows)
-    top = -2.0 if title else -1.0  # header at y = -1, title above it
-
-    # x range in display units
-    xs = [v for r in rows if r.kind in ("study", "summary", "pi") for v in (r.lb, r.ub)]
-    xs = [v for v in xs if np.isfinite(v)] + ([ref] if ref is not None else [])
-    if band is not None:
-        xs += [band[1], band[2]]
-    if xlim is None:
-        lo, hi = (min(xs), max(xs)) if xs else (-1.0, 1.0)
-        pad = 0.04 * (hi - lo) if hi > lo else 0.5
-        lo, hi = lo - pad, hi + pad
-        if clip is not None:
-            lo, hi = max(lo, clip[0]), min(hi, clip[1])
-    else:
-        lo, hi = (float(xlim[0]), float(xlim[1]))
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"xlim must be two finite increasing numbers, got {xlim}")
-
-    right_w = (w_weight + _GAP if weight_header is not None else 0.0) + w_ci
-    if ax is None:
-        left_margin, bottom, top_margin = 0.08, 0.5, 0.08
-        width = left_margin + w_label + _GAP + plot_width + _GAP + right_w + 0.08
-        width = max(width, left_margin + w_note + 0.08)
-        height = bottom + (n - top) * row_height + top_margin
-        fig = _new_figure(width, height)
-        ax = fig.add_axes(
-            (
-                (left_margin + w_label + _GAP) / width,
-                bottom / height,
-                plot_width / width,
-                (n - top) * row_height / height,
-            )
-        )
-    fig = _root_figure(ax)
-    ax.set_ylim(n - 0.5, top - 0.5)
-    ax.set_xlim(lo, hi)
-    ax.set_xticks(_nice_ticks(lo, hi))
-    ax.set_yticks([])
-    for side in ("left", "top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.set_xlabel(xlabel)
-
-    blend = mtransforms.blended_transform_factory(ax.transAxes, ax.transData)
-
-    def col(dx_in: float):  # x in axes fraction shifted by dx_in inches, y in data rows
-        return blend + mtransforms.ScaledTranslation(dx_in, 0, fig.dpi_scale_trans)
-
-    t_label = col(-(w_label + _GAP))
-    t_weight = col(_GAP + w_weight)
-    t_ci = col(_GAP + (w_weight + _GAP if weight_header is not None else 0.0))
-    common = dict(va="center", clip_on=False, parse_math=False, color=INK)
-
-    def put(tr, x0, y, s, gid, **kw):
-        if s:
-            ax.text(x0, y, s, transform=tr, gid=gid, **{**common, **kw})
-
-    if title:
-        put(t_label, 0.0, -2, title, "title", ha="left", fontweight="bold", fontsize=base + 1)
-    put(t_label, 0.0, -1, label_header, "header", ha="left", fontweight="bold")
-    if weight_header is not None:
-        put(t_weight, 1.0, -1, weight_header, "header", ha="right", fontweight="bold")
-    put(t_ci, 1.0, -1, ci_header, "header", ha="left", fontweight="bold")
-
-    # background band (e.g. the full-data CI in leave-one-out plots) and reference lines
-    last = max((i for i, r in enumerate(rows) if r.kind in ("study", "summary", "pi")), default=0)
-    if band is not None:
-        ax.fill_betweenx([-0.5, last + 0.5], band[1], band[2], color=PALETTE[5], alpha=0.18,
-                         lw=0, gid="reference_band")
-        ax.vlines(band[0], -0.5, last + 0.5, colors=PALETTE[0], linestyles=(0, (4, 2)),
-                  lw=0.8, gid="reference_estimate")
-    if ref is not None and lo < ref < hi:
-        ax.vlines(ref, -0.5, last + 0.5, colors=MUTED, lw=0.6, gid="null_line")
-
-    sx, sy, ss, segs, arrows_l, arrows_r = [], [], [], [], [], []
-    for i, r in enumerate(rows):
-        if r.kind == "group":
-            put(t_label, 0.0, i, r.label, "label:group", ha="left", fontweight="bold")
-            continue
-        if r.kind == "note":
-            put(t_label, 0.0, i, r.label, "note", ha="left", fontsize=small, color="#444444")
-            continue
-        if r.kind == "blank":
-            continue
-        bold = "bold" if r.kind == "summary" else "normal"
-        put(t_label, 0.0, i, r.label, f"label:{r.kind}", ha="left", fontweight=bold)
-        if weight_header is not None:
-            put(t_weight, 1.0, i, r.weight, "weight", ha="right", fontweight=bold)
-        put(t_ci, 1.0, i, r.ci, "ci_text", ha="left", fontweight=bold)
-        a, b = max(r.lb, lo), min(r.ub, hi)
-        if r.kind == "study":
-            if lo <= r.est <= hi:
-                sx.append(r.est)
-                sy.append(i)
-                ss.append(r.size)
-            if a < b:
-                segs.append([(a, i), (b, i)])
-            if r.lb < lo:
-                arrows_l.append(i)
-            if r.ub > hi:
-                arrows_r.append(i)
-        elif r.kind == "summary":
-            h = 0.32
-            poly = Polygon(
-                [(r.lb, i), (r.est, i - h), (r.ub, i), (r.est, i + h)], closed=True,
-                facecolor=PALETTE[0] if r.gid == "summary_overall" else PALETTE[5],
-                edgecolor=INK, lw=0.6, zorder=3, gid=r.gid,
-            )
-            ax.add_patch(poly)
-        elif r.kind == "pi":
-            ax.plot([a, b], [i, i], color=PALETTE[0], lw=1.2, solid_capstyle="butt",
-                    gid="prediction_interval")
-            ax.plot([a, b], [i, i], ls="none", marker="|", ms=6, mew=1.2, color=PALETTE[0],
-                    gid="prediction_interval_caps")
-    if segs:
-        ax.add_collection(LineCollection(segs, colors=INK, lw=0.8, gid="study_ci", zorder=2))
-    ax.scatter(sx, sy, s=ss, marker=study_marker, color=INK, lw=0, zorder=3,
-               gid="study_markers")
-    if arrows_l or arrows_r:
-        ax.scatter([lo] * len(arrows_l), arrows_l, marker="<", s=12, color=INK, clip_on=False,
-                   zorder=3, gid="ci_arrow_left")
-        ax.scatter([hi] * len(arrows_r), arrows_r, marker=">", s=12, color=INK, clip_on=False,
-                   zorder=3, gid="ci_arrow_right")
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(n - 0.5, top - 0.5)
-    return fig
 
 
-def _marker_areas(w: np.ndarray, row_height: float) -> np.ndarray:
-    """Square area proportional to weight; the largest fills 60% of the row height."""
-    side_max = 0.6 * row_height * 72.0
-    area = side_max**2 * w / w.max()
-    return np.maximum(area, 2.5**2)
+def _order(idx: np.ndarray, s: _Studies, sort: str | None) -> np.ndarray:
+    """Indices ``idx`` in the requested order (stable: ties keep input order)."""
+    if sort == "year":
+        key = s.year[idx]
+        return idx[np.lexsort((np.arange(idx.size), np.nan_to_num(key, nan=np.inf)))]
+    if sort == "effect":
+        return idx[np.argsort(s.yi[idx], kind="stable")]
+    return idx
 
 
-# ---------------------------------------------------------------------------------------------
-# forest plot
+def _n_text(x: float) -> str:
+    return f"{int(round(x)):,}" if np.isfinite(x) else ""
 
 
-def forest_plot(
-    res: RandomEffectsResult,
-    labels: Sequence[str] | None = None,
-    groups: Sequence | None = None,
-    *,
-    ax: Axes | None = None,
-    xlim: tuple[float, float] | None = None,
-    title: str | None = None,
-    row_height: float = _ROW_HEIGHT,
-    plot_width: float = 3.0,
-) -> Figure:
-    """Forest plot (Lewis & Clarke 2001, BMJ 322:1479, doi:10.1136/bmj.322.7300.1479).
+def _subgroups(s: _Studies, m: Model, res, fit: SubgroupResult | None, who: str):
+    """Per-group fits from the package's subgroup fitter (or the one the caller passes)."""
+    if fit is not None:
+        if not isinstance(fit, SubgroupResult):
+            raise ValueError(f"{who}: subgroup_fit must be a SubgroupResult, got "
+                             f"{type(fit).__name__}")
+        return fit
+    method = str(getattr(res, "method", "REML"))
+    method = method if method in ("REML", "ML", "DL", "PM", "HS", "HE", "SJ", "EB", "FE") else "REML"
+    test = str(getattr(res, "test", "z"))
+    test = "knha" if test in ("knha", "t") else "z"
+    try:
+        return subgroup_analysis(s.yi, s.vi, s.group, method=method, test=test, level=m.level,
+                                 measure=m.measure, min_k=1 if method == "FE" else 2)
+    except ValueError:
+        return None  # fewer than two groups with enough effects: blocks without diamonds
 
-    One row per study: the effect and its Wald CI (yi +/- z * sqrt(vi) at ``res.level``), drawn
-    as a square whose area is proportional to the study's weight in ``res``; columns with the
-    weight (percent) and "r [95% CI]". With ``groups`` (one value per study) studies are shown
-    in blocks, each closed by a diamond from ``random_effects`` fitted to the block with
-    ``res.method``, ``res.test`` and ``res.level`` (blocks with one study get no diamond unless
-    the model is common-effect), followed by the test for subgroup differences (Q between, a
-    common-effect model on the subgroup estimates; Borenstein et al. 2009, ch. 19). The overall
-    diamond and, for random-effects models, the prediction interval (Riley et al. 2011,
-    doi:10.1136/bmj.d549) close the plot. For ``measure="ZCOR"`` everything is back-transformed
-    to r with tanh.
 
-    When ``ax`` is None the figure is sized from its content: ``row_height`` inches per row, so
-    it grows with k and labels never overlap. With your own ``ax`` the text columns sit outside
-    it (left and right) and you must leave room.
-    """
-    who = "forest_plot"
-    res = _check_re(res, who)
-    _check_ax(ax, who)
-    if not row_height > 0 or not plot_width > 0:
-        raise ValueError(f"{who}: row_height and plot_width must be positive")
-    k = res.k
-    if labels is None:
-        labels = list(res.labels) if len(res.labels) == k else [f"Study {i + 1}" for i in range(k)]
-    labels = [str(s) for s in labels]
-    if len(labels) != k:
-        raise ValueError(f"{who}: labels has {len(labels)} entries but the model has k = {k}")
-    f, xlabel, name = _scale(res.measure, who)
-    clip = (-1.0, 1.0) if res.measure == "ZCOR" else None
-    crit = _crit(res.level)
-    y, v = res.yi, res.vi
-    w = res.weights
-    area = _marker_areas(w, row_height)
-    re_model = res.method != "FE"
-    model_name = f"Random-effects model ({res.method})" if re_model else "Common-effect model"
+def _rows(m: Model, s: _Studies, res, *, sort, collapse: bool, group_name: str,
+          subgroup_fit, row_height: float, who: str):
+    """(body rows, closing rows) of the forest."""
+    f, _, _ = _scale(m.measure, who)
+    crit = _crit(m.level)
+    k = s.yi.size
+    w = m.weights if m.weights is not None and m.weights.size == k else None
+    area = marker_areas(w if w is not None else 1.0 / s.vi, row_height)
 
     def study(i: int) -> _Row:
-        lb, ub = y[i] - crit * np.sqrt(v[i]), y[i] + crit * np.sqrt(v[i])
-        e, a, b = float(f(y[i])), float(f(lb)), float(f(ub))
-        wt = f"{w[i]:.1f}%" if w[i] >= 0.1 else f"{w[i]:.2f}%"
-        return _Row("study", labels[i], e, a, b, float(area[i]), wt, _ci_text(e, a, b))
+        lb, ub = s.yi[i] - crit * np.sqrt(s.vi[i]), s.yi[i] + crit * np.sqrt(s.vi[i])
+        e, a, b = float(f(s.yi[i])), float(f(lb)), float(f(ub))
+        wt = "" if w is None else f"{w[i]:.1f}%" if w[i] >= 0.1 else f"{w[i]:.2f}%"
+        nt = "" if s.n is None else _n_text(s.n[i])
+        return _Row("study", s.label[i], e, a, b, float(area[i]), wt, _ci_text(e, a, b), n=nt)
 
-    def summary(r: RandomEffectsResult, label: str, weight: str, gid: str) -> _Row:
+    def summary(r, label: str, weight: str, gid: str) -> _Row:
         e, a, b = float(f(r.estimate)), float(f(r.ci_lb)), float(f(r.ci_ub))
         return _Row("summary", label, e, a, b, weight=weight, ci=_ci_text(e, a, b), gid=gid)
 
-    def het(r: RandomEffectsResult) -> str:
-        q = f"Q({r.k - 1}) = {r.Q:.2f}, {_pfmt(r.Q_p)}"
-        if not re_model:
-            return f"Heterogeneity: I\u00b2 = {r.I2:.1f}%, {q}"
-        return f"Heterogeneity: \u03c4\u00b2 = {r.tau2:.4f}, I\u00b2 = {r.I2:.1f}%, {q}"
-
-    rows: list[_Row] = []
-    sg_note = ""
-    if groups is None:
-        rows += [study(i) for i in range(k)]
+    body: list[_Row] = []
+    notes: list[_Row] = []
+    if s.group is None:
+        body += [study(i) for i in _order(np.arange(k), s, sort)]
+        body.append(_Row("blank"))
     else:
-        g = pd.Series(list(groups), dtype=object)
-        if len(g) != k:
-            raise ValueError(f"{who}: groups has {len(g)} entries but the model has k = {k}")
-        if g.isna().any():
-            raise ValueError(f"{who}: groups has missing values at positions "
-                             f"{np.flatnonzero(g.isna().to_numpy())[:10].tolist()}")
-        g = g.astype(str).to_numpy()
-        fits = {}
-        for lev in pd.unique(g):
-            m = np.flatnonzero(g == lev)
-            rows.append(_Row("group", lev))
-            rows += [study(i) for i in m]
-            if m.size >= 2 or (m.size == 1 and not re_model):
-                fit = random_effects(y[m], v[m], method=res.method, test=res.test,
-                                     level=res.level, measure=res.measure)
-                fits[lev] = fit
-                rows.append(summary(fit, f"Subgroup estimate (k = {m.size})",
-                                    f"{w[m].sum():.1f}%", "summary_subgroup"))
-                if m.size >= 2:
-                    rows.append(_Row("note", het(fit)))
-            rows.append(_Row("blank"))
-        if len(fits) >= 2:
-            est = np.array([r.estimate for r in fits.values()])
-            se = np.array([r.se for r in fits.values()])
-            qb = random_effects(est, se**2, method="FE", measure="GEN")
-            sg_note = (f"Test for subgroup differences: Q({len(fits) - 1}) = {qb.Q:.2f}, "
-                       f"{_pfmt(qb.Q_p)}")
-    if groups is None:
-        rows.append(_Row("blank"))
-    rows.append(summary(res, model_name, "100%", "summary_overall"))
-    if re_model:
-        a, b = float(f(res.pi_lb)), float(f(res.pi_ub))
-        rows.append(_Row("pi", "Prediction interval", lb=a, ub=b,
-                         ci=f"[{_num(a)}, {_num(b)}]"))
-    rows.append(_Row("note", het(res)))
-    if sg_note:
-        rows.append(_Row("note", sg_note))
+        sg = _subgroups(s, m, res, subgroup_fit, who)
+        fits = {} if sg is None else sg.groups
+        levels = list(pd.unique(s.group))
+        if collapse:
+            if sort == "year":
+                levels.sort(key=lambda g: np.nanmin(np.append(s.year[s.group == g], np.inf)))
+            elif sort == "effect":
+                levels.sort(key=lambda g: fits[g].estimate if g in fits else
+                            float(s.yi[s.group == g][0]))
+        for lev in levels:
+            idx = np.flatnonzero(s.group == lev)
+            if collapse:
+                if lev in fits:
+                    r = fits[lev]
+                    e, a, b = float(f(r.estimate)), float(f(r.ci_lb)), float(f(r.ci_ub))
+                    wsum = "" if w is None else f"{w[idx].sum():.1f}%"
+                    body.append(_Row("study", str(lev), e, a, b, float(area[idx].sum()), wsum,
+                                     _ci_text(e, a, b), n=str(idx.size)))
+                else:
+                    row = study(int(idx[0]))
+                    row.label, row.n = str(lev), str(idx.size)
+                    body.append(row)
+                continue
+            body.append(_Row("group", str(lev)))
+            body += [study(i) for i in _order(idx, s, sort)]
+            if lev in fits:
+                r = fits[lev]
+                wsum = "" if w is None else f"{w[idx].sum():.1f}%"
+                body.append(summary(r, f"Subgroup estimate (k = {idx.size})", wsum,
+                                    "summary_subgroup"))
+                if idx.size >= 2 and getattr(r, "method", "") != "FE":
+                    body.append(_Row("note", f"Heterogeneity: \u03c4\u00b2 = {r.tau2:.4f}, "
+                                     f"I\u00b2 = {r.I2:.1f}%, Q({r.k - 1}) = {r.Q:.2f}, "
+                                     f"{_pfmt(r.Q_p)}"))
+                elif idx.size >= 2:
+                    body.append(_Row("note", f"Heterogeneity: I\u00b2 = {r.I2:.1f}%, "
+                                     f"Q({r.k - 1}) = {r.Q:.2f}, {_pfmt(r.Q_p)}"))
+            body.append(_Row("blank"))
+        if collapse:
+            body.append(_Row("blank"))
+            notes.append(_Row("note", f"One row per {group_name}: {k} effects in "
+                              f"{len(levels)} {group_name}s; {group_name}s with several effects "
+                              "show their random-effects estimate (full=True draws every effect)."))
+        if sg is not None and len(fits) >= 2:
+            notes.append(_Row("note", f"Test for {group_name} differences: "
+                              f"Q({sg.df_between}) = {sg.Q_between:.2f}, {_pfmt(sg.Q_between_p)}"))
+    tail = [summary(m, m.short, "100%" if w is not None else "", "summary_overall")]
+    if m.re_model and np.isfinite(m.pi_lb) and np.isfinite(m.pi_ub):
+        a, b = float(f(m.pi_lb)), float(f(m.pi_ub))
+        tail.append(_Row("pi", "Prediction interval", lb=a, ub=b, ci=f"[{_num(a)}, {_num(b)}]"))
+    if m.heterogeneity:
+        tail.append(_Row("note", f"Heterogeneity: {m.heterogeneity}"))
+    tail += notes
+    tail.append(_Row("note", f"Model: {m.label}"))
+    tail += [_Row("caution", c) for c in m.cautions]
+    return body, tail
 
-    lvl = f"{100 * res.level:g}% CI"
+
+def _check_args(who: str, ax, row_height: float, plot_width: float, sort, max_rows) -> None:
+    _check_ax(ax, who)
+    if not row_height > 0 or not plot_width > 0:
+        raise ValueError(f"{who}: row_height and plot_width must be positive")
+    if sort not in _SORTS:
+        raise ValueError(f"{who}: sort must be None, 'year' or 'effect', got {sort!r}")
+    if not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
+        raise ValueError(f"{who}: max_rows must be a positive integer, got {max_rows!r}")
+
+
+def _header(m: Model, s: _Studies, collapse: bool, label_header: str) -> Header:
+    _, _, name = _scale(m.measure, "forest_plot")
+    return Header(
+        label=label_header,
+        n="k" if collapse else ("n" if s.n is not None else None),
+        weight="Weight" if m.weights is not None and m.weights.size == s.yi.size else None,
+        ci=f"{name} [{100 * m.level:g}% CI]",
+    )
+
+
+def forest_plot(
+    res,
+    labels: Sequence[str] | None = None,
+    groups: Sequence | None = None,
+    *,
+    data: pd.DataFrame | None = None,
+    n: Sequence[float] | None = None,
+    year: Sequence[float] | None = None,
+    yi: Sequence[float] | None = None,
+    vi: Sequence[float] | None = None,
+    sort: str | None = None,
+    model_label: str | None = None,
+    title: str | None = None,
+    group_name: str = "subgroup",
+    subgroup_fit: SubgroupResult | None = None,
+    max_rows: int = MAX_ROWS,
+    full: bool = False,
+    ax: Axes | None = None,
+    xlim: tuple[float, float] | None = None,
+    row_height: float = _ROW_HEIGHT,
+    plot_width: float = 3.0,
+) -> Figure:
+    """Forest plot (Lewis & Clarke 2001, BMJ 322:1479, doi:10.1136/bmj.322.7300.1479) of the
+    headline model ``res``: any fitted result with ``estimate``, ``ci_lb``, ``ci_ub`` (and
+    ``pi_lb``/``pi_ub`` when it has them), e.g. ``random_effects``, ``three_level`` or
+    ``robust``. Its diamond, prediction interval (Riley et al. 2011, doi:10.1136/bmj.d549),
+    heterogeneity and a "Model: ..." line naming the model and its CI type (z, Knapp-Hartung
+    t(df), t(df), CR2 t(df)) close the plot; ``model_label`` replaces that description.
+
+    One row per effect: yi +/- z * sqrt(vi) at the model's level, a square of area
+    proportional to the model's weight (metafor's ``weights()``; 1/vi when the model has none).
+    Per-effect columns come from the arguments or, when an argument is None, from ``data``
+    (a DataFrame in the model's order with columns ``label``, ``group``, ``n``, ``year``,
+    ``yi``, ``vi``): ``labels`` (e.g. author-year, with the outcome for studies with several
+    effects), ``n`` (an n column), ``year`` (for ``sort="year"``), ``yi``/``vi`` (needed when
+    the result carries no study data, as CR2-robust results). ``sort`` orders rows by "year" or
+    "effect" (within groups). ``title`` is printed on top (name the subset there).
+
+    ``groups`` (one value per effect) shows blocks, each closed by a diamond from
+    :func:`~alliance_meta.subgroup_analysis` (or ``subgroup_fit``) and followed by the test of
+    differences between groups (``group_name`` names them, e.g. "sample"). With more than
+    ``max_rows`` effects and ``groups`` given, each group becomes one row (its estimate, k in
+    the n column) unless ``full=True``; without groups a larger forest needs ``full=True`` or
+    :func:`forest_pages`. For ``measure="ZCOR"`` everything is back-transformed to r.
+
+    When ``ax`` is None the figure is sized from its content (``row_height`` inches per row),
+    so labels never overlap; with your own ``ax`` leave room for the text columns.
+    """
+    who = "forest_plot"
+    _check_args(who, ax, row_height, plot_width, sort, max_rows)
+    m = _model(res, who, model_label)
+    s = _studies(m, res, who, labels, groups, n, year, yi, vi, data)
+    if sort == "year" and s.year is None:
+        raise ValueError(f"{who}: sort='year' needs year (or a year column in data)")
+    k = s.yi.size
+    collapse = k > max_rows and not full
+    if collapse and s.group is None:
+        raise ValueError(f"{who}: {k} effects exceed max_rows = {max_rows}; pass groups (e.g. "
+                         "the sample) to draw one row per group, full=True to draw every "
+                         "effect, or use forest_pages() to split it across pages")
+    body, tail = _rows(m, s, res, sort=sort, collapse=collapse, group_name=group_name,
+                       subgroup_fit=subgroup_fit, row_height=row_height, who=who)
+    rows = body + tail
+    f, xlabel, _ = _scale(m.measure, who)
     with theme():
-        fig = _draw_forest(
-            rows, header=("Study", "Weight", f"{name} [{lvl}]"), xlabel=xlabel, clip=clip,
-            xlim=xlim, ax=ax, title=title, row_height=row_height, plot_width=plot_width,
+        fig = draw_forest(
+            rows, header=_header(m, s, collapse, group_name.capitalize() if collapse else "Study"),
+            xlabel=xlabel,
+            lims=x_range(rows, 0.0, None, (-1.0, 1.0) if m.measure == "ZCOR" else None, xlim),
+            ax=ax, title=title, row_height=row_height, plot_width=plot_width,
         )
         return _finish(fig)
 
 
+def forest_pages(
+    res,
+    labels: Sequence[str] | None = None,
+    groups: Sequence | None = None,
+    *,
+    data: pd.DataFrame | None = None,
+    n: Sequence[float] | None = None,
+    year: Sequence[float] | None = None,
+    yi: Sequence[float] | None = None,
+    vi: Sequence[float] | None = None,
+    sort: str | None = None,
+    model_label: str | None = None,
+    title: str | None = None,
+    group_name: str = "subgroup",
+    subgroup_fit: SubgroupResult | None = None,
+    max_rows: int = MAX_ROWS,
+    xlim: tuple[float, float] | None = None,
+    row_height: float = _ROW_HEIGHT,
+    plot_width: float = 3.0,
+) -> list[Figure]:
+    """Every effect of :func:`forest_plot`, split across pages of at most ``max_rows`` rows
+    (same arguments). All pages share one x range; each title ends in "(page i of P)"; the
+    pooled rows, notes and cautions close the last page."""
+    who = "forest_pages"
+    _check_args(who, None, row_height, plot_width, sort, max_rows)
+    m = _model(res, who, model_label)
+    s = _studies(m, res, who, labels, groups, n, year, yi, vi, data)
+    if sort == "year" and s.year is None:
+        raise ValueError(f"{who}: sort='year' needs year (or a year column in data)")
+    body, tail = _rows(m, s, res, sort=sort, collapse=False, group_name=group_name,
+                       subgroup_fit=subgroup_fit, row_height=row_height, who=who)
+    while body and body[-1].kind == "blank":
+        body.pop()
+    pages = [body[i: i + max_rows] for i in range(0, max(len(body), 1), max_rows)]
+    pages[-1] = pages[-1] + [_Row("blank")] + tail
+    f, xlabel, _ = _scale(m.measure, who)
+    lims = x_range(body + tail, 0.0, None, (-1.0, 1.0) if m.measure == "ZCOR" else None, xlim)
+    header = _header(m, s, False, "Study")
+    figs = []
+    with theme():
+        for j, rows in enumerate(pages):
+            t = f"{title} (page {j + 1} of {len(pages)})" if title else \
+                f"Page {j + 1} of {len(pages)}"
+            figs.append(_finish(draw_forest(
+                rows, header=header, xlabel=xlabel, lims=lims, ax=None, title=t,
+                row_height=row_height, plot_width=plot_width,
+            )))
+    return figs

@@ -17,6 +17,7 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib as mpl
@@ -29,8 +30,6 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
-
-from ..stats.rma import RandomEffectsResult
 
 PALETTE: tuple[str, ...] = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
@@ -202,13 +201,168 @@ def _as_frame(df, cols: Sequence[str], who: str, may_be_nan: Sequence[str] = ())
     return out.assign(label=out[lab].astype(str))
 
 
-def _check_re(res, who: str) -> RandomEffectsResult:
-    if not isinstance(res, RandomEffectsResult):
-        raise ValueError(
-            f"{who}: needs a RandomEffectsResult from random_effects() or common_effect(), "
-            f"got {type(res).__name__}"
-        )
-    return res
+def _first(x) -> float:
+    """A scalar from a float or a length-1 array (result types disagree while stats is
+    restructured; the intercept is the first coefficient)."""
+    a = np.ravel(np.asarray(x, dtype=float))
+    return float(a[0]) if a.size else float("nan")
+
+
+@dataclass(frozen=True)
+class Model:
+    """What a figure needs to know about the model that drew it, read from any fitted result
+    with ``estimate``, ``ci_lb``, ``ci_ub`` (and ``pi_lb``/``pi_ub`` when it has them): random
+    effects, common effect, three-level (``am.three_level``) or CR2-robust (``am.robust``).
+    Numbers stay on the analysis scale (yi); ``label`` names the model and its CI type."""
+
+    estimate: float
+    ci_lb: float
+    ci_ub: float
+    pi_lb: float
+    pi_ub: float
+    level: float
+    measure: str
+    label: str  # e.g. "three-level REML, t(7) CI"
+    short: str  # the pooled row's label, e.g. "Three-level model (REML)"
+    ci_kind: str  # "z", "Knapp-Hartung t(15)", "t(7)", "CR2 t(4.3)"
+    heterogeneity: str  # one line, or "" when the result carries none
+    cautions: tuple[str, ...]
+    k: int | None  # effects
+    n_clusters: int | None  # samples, for dependence-aware models
+    re_model: bool  # a between-study variance is estimated (so a PI is meaningful)
+    yi: np.ndarray | None
+    vi: np.ndarray | None
+    weights: np.ndarray | None  # percent, as metafor's weights()
+
+
+def _ci_kind(test: str, dfs: float) -> str:
+    df = f"{dfs:.3g}" if np.isfinite(dfs) else ""
+    if test in ("knha", "KH", "hksj"):
+        return f"Knapp\u2013Hartung t({df})" if df else "Knapp\u2013Hartung"
+    if test == "t":
+        return f"t({df})" if df else "t"
+    return "z"
+
+
+def _three_level_weights(res) -> np.ndarray | None:
+    """metafor's ``weights.rma.mv`` (type "diagonal"): diag(W) in percent, W = M^-1 with the
+    block-diagonal M = sigma2_between J + diag(sigma2_within + vi) per sample; the diagonal of
+    each block's inverse follows from Sherman-Morrison."""
+    try:
+        sb, sw = float(res.sigma2_between), float(res.sigma2_within)
+        v = np.asarray(res.vi, dtype=float)
+        cl = pd.Series(np.asarray(res.cluster, dtype=object)).astype(str).to_numpy()
+    except (AttributeError, TypeError, ValueError):
+        return None
+    d = sw + v
+    s = pd.Series(1.0 / d).groupby(cl).transform("sum").to_numpy()
+    diag = 1.0 / d - (sb / d**2) / (1.0 + sb * s)
+    return 100.0 * diag / diag.sum()
+
+
+def _model(res, who: str, model_label: str | None = None, need_studies: bool = False) -> Model:
+    """Read ``res`` as a :class:`Model` (see there); ``model_label`` replaces the generated
+    description. Raises a ValueError naming ``who`` when ``res`` is not a one-coefficient fit."""
+    if isinstance(res, Model):
+        return res if model_label is None else replace(res, label=model_label)
+    missing = [a for a in ("estimate", "ci_lb", "ci_ub") if not hasattr(res, a)]
+    if missing:
+        raise ValueError(f"{who}: needs a fitted model with estimate, ci_lb and ci_ub (from "
+                         f"random_effects, three_level or robust), got {type(res).__name__}")
+    if np.size(res.ci_lb) != 1:
+        raise ValueError(f"{who}: needs a model without moderators (one pooled estimate); this "
+                         f"one has {np.size(res.ci_lb)} coefficients")
+    est, lb, ub = _first(res.estimate), _first(res.ci_lb), _first(res.ci_ub)
+    pi_lb = _first(getattr(res, "pi_lb", np.nan))
+    pi_ub = _first(getattr(res, "pi_ub", np.nan))
+    level = float(getattr(res, "level", 0.95))
+    measure = str(getattr(res, "measure", "GEN"))
+    method = str(getattr(res, "method", ""))
+    test = str(getattr(res, "test", "z"))
+    dfs = _first(getattr(res, "dfs", np.inf))
+    k = getattr(res, "k", None)
+    yi = getattr(res, "yi", None)
+    vi = getattr(res, "vi", None)
+    if k is None and yi is not None:
+        k = int(np.size(yi))
+    n_clusters = getattr(res, "n_clusters", None)
+    weights = None
+    cautions: list[str] = []
+    tau2_zero = False
+    if hasattr(res, "sigma2_between"):  # three-level model
+        kind = _ci_kind(test, dfs)
+        label = f"three-level {method}, {kind} CI"
+        short = f"Three-level model ({method})"
+        sb, sw = float(res.sigma2_between), float(res.sigma2_within)
+        het = (f"\u03c3\u00b2 between = {sb:.4f}, within = {sw:.4f}; I\u00b2 = "
+               f"{float(res.I2_between):.1f}% / {float(res.I2_within):.1f}%")
+        if hasattr(res, "QE"):
+            het += f"; Q({int(k) - 1}) = {float(res.QE):.2f}, {_pfmt(float(res.QE_p))}"
+        re_model, tau2_zero = True, sb + sw <= 1e-10
+        weights = getattr(res, "weights", None)
+        weights = _three_level_weights(res) if weights is None else weights
+    elif hasattr(res, "vcov") and hasattr(res, "tval"):  # CR2 cluster-robust
+        df = _first(getattr(res, "df", getattr(res, "dfs", np.inf)))
+        kind = f"CR2 t({df:.3g})"
+        base = str(getattr(res, "model", "model"))
+        label = f"CR2-robust {base}, {kind} CI"
+        short = "CR2-robust model"
+        het, re_model = "", False
+        yi = vi = None
+        k = None
+    elif hasattr(res, "tau2"):  # random or common effect
+        re_model = method != "FE"
+        kind = _ci_kind(test, dfs)
+        label = (f"random-effects {method}, {kind} CI" if re_model else f"common-effect, {kind} CI")
+        short = f"Random-effects model ({method})" if re_model else "Common-effect model"
+        q = f"Q({int(k) - 1}) = {float(res.Q):.2f}, {_pfmt(float(res.Q_p))}"
+        het = (f"\u03c4\u00b2 = {float(res.tau2):.4f}, I\u00b2 = {float(res.I2):.1f}%, {q}"
+               if re_model else f"I\u00b2 = {float(res.I2):.1f}%, {q}")
+        tau2_zero = re_model and float(res.tau2) <= 1e-10
+        weights = getattr(res, "weights", None)
+    else:
+        kind, het, re_model = "", "", np.isfinite(pi_lb)
+        label, short = "pooled model", "Pooled estimate"
+    if k is not None and k < 5:
+        cautions.append(f"Caution: k = {k} effects (< 5); the between-study variance and the "
+                        "prediction interval are imprecise.")
+    if n_clusters is not None and int(n_clusters) < 5:
+        cautions.append(f"Caution: {int(n_clusters)} samples (< 5); dependence-aware "
+                        "intervals rest on very few clusters.")
+    has_pi = np.isfinite(pi_lb) and np.isfinite(pi_ub)
+    if has_pi and (tau2_zero or (np.isclose(pi_lb, lb, atol=1e-10)
+                                 and np.isclose(pi_ub, ub, atol=1e-10))):
+        cautions.append("The prediction interval equals the CI because the between-study "
+                        "variance is estimated as 0.")
+    return Model(
+        estimate=est, ci_lb=lb, ci_ub=ub, pi_lb=pi_lb, pi_ub=pi_ub, level=level,
+        measure=measure, label=model_label if model_label is not None else label, short=short,
+        ci_kind=kind, heterogeneity=het, cautions=tuple(cautions),
+        k=None if k is None else int(k), n_clusters=None if n_clusters is None else int(n_clusters),
+        re_model=bool(re_model),
+        yi=None if yi is None else np.asarray(yi, dtype=float).ravel(),
+        vi=None if vi is None else np.asarray(vi, dtype=float).ravel(),
+        weights=None if weights is None else np.asarray(weights, dtype=float).ravel(),
+    )
+
+
+def _integer_ticks(axis) -> None:
+    """Counts and years have integer ticks only (no "2012.5", no "1.5 studies")."""
+    axis.set_major_locator(MaxNLocator(integer=True, nbins="auto"))
+
+
+def _wrap(text: str, width_in: float, size: float) -> str:
+    """Break ``text`` at spaces so that each line fits ``width_in`` inches at ``size`` pt."""
+    words, lines, cur = text.split(" "), [], ""
+    for w in words:
+        trial = f"{cur} {w}" if cur else w
+        if cur and _text_width([trial], size) > width_in:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = trial
+    lines.append(cur)
+    return "\n".join(lines)
 
 
 
