@@ -21,8 +21,18 @@ def test_d_to_r_equal_and_unequal_groups():
 
 def test_chi2_and_beta():
     assert am.r_from_chi2(4.0, 100) == pytest.approx(0.2)
-    # Peterson & Brown (2005): r = beta + .05 for beta >= 0, r = beta for beta < 0
-    np.testing.assert_allclose(am.r_from_beta([0.2, -0.2]), [0.25, -0.2])
+    # Peterson & Brown (2005, J Appl Psychol 90:175-181): r = .98 beta + .05 lambda, lambda = 1
+    # for beta >= 0; hand-computed: .98 * .2 + .05 = .246, .98 * -.2 = -.196
+    np.testing.assert_allclose(am.r_from_beta([0.2, -0.2, 0.0]), [0.246, -0.196, 0.05])
+
+
+def test_beta_is_converted_on_the_aligned_scale():
+    """Issue 12: the +.05 is decided after alignment. A beta of -.33 on an outcome scored so
+    that lower is better (sign -1) and a beta of .33 on one where higher is better (sign +1)
+    are the same aligned effect: both give r = .98 * .33 + .05 = .3734."""
+    r = am.to_r(["beta", "beta", "beta", "r"], [-0.33, 0.33, 0.33, 0.33], [80] * 4,
+                sign=[-1, 1, -1, -1])
+    np.testing.assert_allclose(r, [0.3734, 0.3734, -0.98 * 0.33, -0.33])
 
 
 def test_to_r_applies_sign_and_rejects_unknown():

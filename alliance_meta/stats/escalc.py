@@ -98,19 +98,25 @@ def r_from_chi2(chi2, n):
 
 
 def r_from_beta(beta):
-    """Approximate r from a standardised beta: r = beta + .05 * (beta >= 0) (Peterson & Brown 2005).
+    """Approximate r from a standardised beta (Peterson & Brown 2005): r = .98 beta + .05 lambda,
+    with lambda = 1 when beta >= 0 and 0 when beta < 0.
 
+    ``beta`` must be on the ALIGNED scale (positive = stronger alliance goes with better outcome):
+    the .05 shifts r towards the positive direction of the meta-analysis, so it must not depend
+    on how a study happened to score its outcome. :func:`to_r` aligns before converting.
     Approximate; the authors recommend it only for |beta| <= .5.
     """
     b = _arr(beta)
-    return b + 0.05 * (b >= 0)
+    return 0.98 * b + 0.05 * (b >= 0)
 
 
 def to_r(stat_type, stat_value, n, df=None, n1=None, n2=None, sign=None) -> np.ndarray:
     """Convert reported statistics to r, element-wise, then multiply by ``sign``.
 
     ``stat_type`` is one of :data:`STAT_TYPES` per element. F and chi2 must be >= 0 (their
-    direction is carried by ``sign`` alone).
+    direction is carried by ``sign`` alone). A beta is aligned first (multiplied by ``sign``)
+    and converted on the aligned scale (:func:`r_from_beta`), so two studies with the same
+    aligned beta get the same r whichever direction their outcome was scored in.
     """
     st = np.asarray(stat_type, dtype=object).ravel()
     val = _arr(stat_value).ravel()
@@ -129,7 +135,7 @@ def to_r(stat_type, stat_value, n, df=None, n1=None, n2=None, sign=None) -> np.n
         ("F", lambda m: r_from_F(val[m], df_[m])),
         ("d", lambda m: r_from_d(val[m], n1_[m], n2_[m])),
         ("chi2", lambda m: r_from_chi2(val[m], n_[m])),
-        ("beta", lambda m: r_from_beta(val[m])),
+        ("beta", lambda m: r_from_beta(val[m] * sg[m])),  # already aligned: not signed below
     ):
         m = st == kind
         if m.any():
@@ -138,7 +144,7 @@ def to_r(stat_type, stat_value, n, df=None, n1=None, n2=None, sign=None) -> np.n
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
         raise ValueError(f"to_r: unknown stat_type {st[i]!r} at position {i}; use one of {STAT_TYPES}")
-    return out * sg
+    return np.where(st == "beta", out, out * sg)
 
 
 def aggregate(
