@@ -155,7 +155,7 @@ def test_load_studies_computes_r_yi_vi():
         "Fixture2021_1": 0.5 / math.sqrt(0.5**2 + (40**2) / (20 * 20)),  # d, Borenstein et al. eq. 7.5
         "Fixture2021_2": math.sqrt(4.0 / (4.0 + 38)),  # F(1, 38), Rosenthal (1991)
         "Fixture2021_3": math.sqrt(3.6 / 40),  # phi from chi2(1), n = 40
-        "Fixture2021_4": 0.20 + 0.05,  # Peterson & Brown (2005)
+        "Fixture2021_4": 0.98 * 0.20 + 0.05,  # Peterson & Brown (2005): .98 beta + .05 lambda, sign 1
     }
     # vi = 1/(n-3); partial t with residual df: 1/(df-1) (Aloe & Thompson 2013); beta without df: 1/(n-3)
     vi = {"Fixture2020_1": 1 / 47, "Fixture2020_2": 1 / 45, "Fixture2021_1": 1 / 37,
