@@ -100,10 +100,11 @@ def read_table(source: str | os.PathLike | pd.DataFrame, sheet: str | int | None
 
 
 def _slug(label: str) -> str:
-    """ASCII letters of a label's first word: 'Åkesson et al.' -> 'Akesson'."""
+    """ASCII letters of a label's first word: 'Åkesson et al.' -> 'Akesson',
+    "O'Cleirigh et al." -> 'OCleirigh'."""
     ascii_ = unicodedata.normalize("NFKD", label).encode("ascii", "ignore").decode()
-    words = re.findall(r"[A-Za-z]+", ascii_)
-    return words[0] if words else ""
+    words = [re.sub(r"[^A-Za-z]", "", w) for w in ascii_.split()]
+    return next((w for w in words if w), "")
 
 
 def _study_ids(df: pd.DataFrame, taken: set[str], problems: list[Problem], file: str) -> None:

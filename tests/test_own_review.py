@@ -1,0 +1,221 @@
+"""Any review, not only ours (issue 13): a wheel of this project, installed (not editable) into a
+fresh environment, creates a review in a fresh folder, imports a dataset coded elsewhere with
+columns of its own, runs the pooled notebook, and agrees with metafor; exports round-trip;
+``validate`` checks the review it stands in.
+
+The dataset is metadat's molloy2014 written out as Author, Year, r_xy, N by
+tests/reference/make_own_review_reference.R, which also writes metafor's estimates
+(tests/reference/own_review_molloy2014.json). molloy2014 has one correlation per study, so
+each study is one sample: the "random effects" row (rma, REML, Knapp-Hartung, as the 02_pooled
+run of pipeline.yml) is the headline comparison; the three-level row's estimate is compared with
+rma.mv's, which is the same model there (only the sum of its two variance components is
+identified).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance_meta.data import StudiesValidationError, load_studies
+from alliance_meta.data.importer import import_effects
+from alliance_meta.workflow.project import NotAReviewError, find_review, init_review
+
+ROOT = Path(__file__).resolve().parents[1]
+FOREIGN = ROOT / "tests" / "fixtures" / "molloy2014_foreign.csv"
+REF = json.loads((ROOT / "tests" / "reference" / "own_review_molloy2014.json").read_text())
+RENAME = ["--rename", "Author=study_id", "--rename", "Year=year", "--rename", "r_xy=r",
+          "--rename", "N=n"]
+TOL_ITERATIVE = 1e-5  # tests/conftest.py: REML is iterative
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without this repository's review or studies settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ALLIANCE_META_PROJECT", "ALLIANCE_META_STUDIES", "PYTHONPATH")}
+    return env
+
+
+@pytest.fixture(scope="module")
+def wheel_env(tmp_path_factory) -> Path:
+    """A fresh virtual environment holding only a wheel of this project; its dependencies come
+    from the test environment's site-packages through a .pth file (nothing downloaded, and the
+    editable install's import hook is not loaded: .pth files of an added path are not run)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    wheels = tmp / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w",
+                    str(wheels)], check=True, capture_output=True)
+    (whl,) = wheels.glob("alliance_meta-*.whl")
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                "['purelib'])"], check=True, capture_output=True,
+                               text=True).stdout.strip())
+    (site / "_deps_from_test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
+                    "--no-index", "-q", str(whl)], check=True, capture_output=True)
+    # data files of the dependencies live beside site-packages: nbconvert's HTML templates
+    share = venv / "share" / "jupyter"
+    share.mkdir(parents=True)
+    (share / "nbconvert").symlink_to(Path(sys.prefix) / "share" / "jupyter" / "nbconvert")
+    # the kernel papermill starts must be this environment's python, not the test env's
+    subprocess.run([str(py), "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"],
+                   check=True, capture_output=True, env=_clean_env())
+    where = subprocess.run([str(py), "-c", "import alliance_meta; print(alliance_meta.__file__)"],
+                           check=True, capture_output=True, text=True, cwd=tmp,
+                           env=_clean_env()).stdout.strip()
+    assert Path(where).is_relative_to(site), f"alliance_meta imported from {where}, not the wheel"
+    return venv
+
+
+def _cli(venv: Path, *args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run([str(venv / "bin" / "alliance-meta"), *args], cwd=cwd, text=True,
+                         capture_output=True, env=_clean_env())
+    if ok:
+        assert res.returncode == 0, f"alliance-meta {' '.join(args)}:\n{res.stdout}\n{res.stderr}"
+    return res
+
+
+def test_wheel_review_end_to_end(wheel_env, tmp_path):
+    work = tmp_path / "fresh"
+    work.mkdir()
+    _cli(wheel_env, "init", "review", cwd=work)
+    review = work / "review"
+    for f in ("pipeline.yml", "README.md", "studies/effects.csv", "studies/CODEBOOK.md",
+              "studies/references.bib", "studies/datapackage.json",
+              "notebooks/02_pooled.ipynb"):
+        assert (review / f).is_file(), f
+    assert (review / "studies" / "CODEBOOK.md").read_bytes() == \
+        (ROOT / "alliance_meta" / "data" / "CODEBOOK.md").read_bytes()
+    shutil.copy(FOREIGN, review / "data.csv")
+    res = _cli(wheel_env, "import", "data.csv", *RENAME, cwd=review)
+    assert "Imported 16 row(s) from 16 study(ies)" in res.stdout
+    _cli(wheel_env, "run", "--only", "02_pooled-all", cwd=review / "notebooks")  # found upwards
+    pooled = pd.read_csv(review / "outputs" / "02_pooled-all" / "tables" / "pooled.csv")
+    row = pooled.set_index("model").loc["random effects"]
+    re = REF["random_effects"]
+    assert row["k"] == REF["k"] == 16
+    np.testing.assert_allclose(row["estimate"], re["beta"], rtol=TOL_ITERATIVE)
+    np.testing.assert_allclose([row["r_ci_lb"], row["r_ci_ub"]],
+                               np.tanh([re["ci_lb"], re["ci_ub"]]), rtol=TOL_ITERATIVE)
+    np.testing.assert_allclose(row["tau2"], re["tau2"], rtol=TOL_ITERATIVE)
+    three = pooled.set_index("model").loc["three-level"]
+    np.testing.assert_allclose(three["estimate"], REF["three_level"]["beta"], rtol=TOL_ITERATIVE)
+
+    # back to R: yi and vi are metafor's escalc values; the script fits rma.mv
+    _cli(wheel_env, "export", "--format", "metafor", "export/molloy.csv", cwd=review)
+    out = pd.read_csv(review / "export" / "molloy.csv")
+    assert list(out.columns[:5]) == ["es_id", "sample_id", "study_id", "yi", "vi"]
+    np.testing.assert_allclose(out["yi"], REF["yi"], rtol=1e-12, atol=1e-15)  # closed form
+    np.testing.assert_allclose(out["vi"], REF["vi"], rtol=1e-12)
+    script = (review / "export" / "molloy.R").read_text()
+    assert 'read.csv("molloy.csv"' in script
+    assert "rma.mv(yi, vi, random = ~ 1 | sample_id/es_id" in script
+    # ... and into a second review through the yi/vi shorthand: the same effects come back
+    _cli(wheel_env, "init", "again", cwd=work)
+    _cli(wheel_env, "import", str(review / "export" / "molloy.csv"), cwd=work / "again")
+    back = load_studies(work / "again" / "studies")
+    assert list(back["es_id"]) == list(out["es_id"])
+    np.testing.assert_allclose(back["yi"], out["yi"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(back["vi"], out["vi"], rtol=1e-12)
+
+    # validate checks the review it stands in: a broken copy fails, the original still passes
+    copy = work / "copy"
+    shutil.copytree(review, copy, ignore=shutil.ignore_patterns("outputs"))
+    copied = copy / "studies" / "effects.csv"
+    header = copied.read_text(encoding="utf-8").splitlines()[0].split(",")
+    broken = dict.fromkeys(header, "") | {"es_id": "Broken2020_1", "study_id": "Broken2020",
+                                          "sample_id": "Broken2020_s1", "n": "2", "stat_type": "r",
+                                          "stat_value": "0.5", "sign": "1",
+                                          "r_kind": "zero-order", "provenance": "external"}
+    with copied.open("a", encoding="utf-8") as f:
+        f.write(",".join(broken.values()) + "\n")
+    bad = _cli(wheel_env, "validate", cwd=copy / "notebooks", ok=False)
+    assert bad.returncode == 1 and f"{copied}:18: n: 2 is below the minimum" in bad.stdout
+    assert _cli(wheel_env, "validate", cwd=review).returncode == 0
+    assert _cli(wheel_env, "validate", "--project", str(copy), cwd=work, ok=False).returncode == 1
+    nowhere = _cli(wheel_env, "validate", cwd=work, ok=False)
+    assert nowhere.returncode == 2 and "alliance-meta init" in nowhere.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# the import path in this process (fast): shorthand, renaming, errors, nothing written
+
+
+@pytest.fixture()
+def review(tmp_path) -> Path:
+    return init_review(tmp_path / "r").root
+
+
+def test_find_review_upwards_and_not_the_package(review, monkeypatch):
+    monkeypatch.delenv("ALLIANCE_META_PROJECT", raising=False)
+    monkeypatch.chdir(review / "notebooks")
+    assert find_review().root == review
+    monkeypatch.chdir(review.parent)
+    with pytest.raises(NotAReviewError, match="alliance-meta init"):
+        find_review()
+    with pytest.raises(FileExistsError):
+        init_review(review)
+
+
+def test_import_r_and_n_with_rename_ids_and_bibliography(review):
+    rows = import_effects(FOREIGN, {"Author": "study_id", "Year": "year", "r_xy": "r", "N": "n"},
+                          review / "studies")
+    assert len(rows) == 16 and set(rows["provenance"]) == {"external"}
+    # "Axelsson et al." 2009 and 2011 are two studies; O'Cleirigh keeps its letters
+    assert {"Axelsson2009", "Axelsson2011", "OCleirigh2007"} <= set(rows["study_id"])
+    assert rows.loc[rows.study_id == "Axelsson2009", "notes"].iloc[0] == \
+        "study as given in the imported file: Axelsson et al."
+    assert (rows["sample_id"] == rows["study_id"] + "_s1").all()
+    np.testing.assert_allclose(rows["yi"], REF["yi"], rtol=1e-12, atol=1e-15)
+    bib = (review / "studies" / "references.bib").read_text()
+    assert bib.count("@misc{") == 16 and "@misc{Axelsson2011," in bib
+
+
+def test_import_yi_vi_and_refusals_write_nothing(review, tmp_path):
+    effects = review / "studies" / "effects.csv"
+    before = effects.read_bytes()
+    n = np.array([40, 103])
+    good = pd.DataFrame({"study": ["Lee2001", "Kim2003"], "yi": np.arctanh([0.3, -0.1]),
+                         "vi": 1 / (n - 3)})
+    # vi from another formula (not 1/(n - 3) for a whole n) is refused, naming row and column
+    bad = good.assign(vi=[0.0251, 0.01])
+    with pytest.raises(StudiesValidationError) as e:
+        import_effects(bad, {"study": "study_id"}, review / "studies")
+    assert "<data frame>:2: vi: vi = 0.0251 is not 1/(n - 3)" in str(e.value)
+    # a bad value is reported with the file's line and the user's column name
+    path = tmp_path / "mine.csv"
+    pd.DataFrame({"Author": ["Lee2001", "Kim2003"], "r_xy": [0.3, 1.2], "N": [40, 3]}).to_csv(
+        path, index=False)
+    with pytest.raises(StudiesValidationError) as e:
+        import_effects(path, {"Author": "study_id", "r_xy": "r", "N": "n"}, review / "studies")
+    msg = str(e.value)
+    assert f"{path}:3: n (N in the file): 3 is below the minimum of 4" in msg
+    with pytest.raises(StudiesValidationError, match="no such column"):
+        import_effects(path, {"Writer": "study_id"}, review / "studies")
+    assert effects.read_bytes() == before
+    # the same rows as yi/vi pass, through the dry run first (nothing written) and then for real
+    dry = import_effects(good, {"study": "study_id"}, review / "studies", dry_run=True)
+    assert effects.read_bytes() == before and list(dry["n"]) == [40, 103]
+    rows = import_effects(good, {"study": "study_id"}, review / "studies")
+    np.testing.assert_allclose(rows["r"], [0.3, -0.1], rtol=1e-12)
+    np.testing.assert_allclose(rows["vi"], 1 / (n - 3), rtol=1e-12)
+
+
+def test_import_excel(review, tmp_path):
+    path = tmp_path / "mine.xlsx"
+    pd.read_csv(FOREIGN).rename(columns={"Author": "study_id", "Year": "year", "r_xy": "r",
+                                         "N": "n"}).to_excel(path, index=False)
+    rows = import_effects(path, path=review / "studies")
+    assert len(rows) == 16
+    np.testing.assert_allclose(rows["yi"], REF["yi"], rtol=1e-12, atol=1e-15)
