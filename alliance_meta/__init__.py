@@ -22,6 +22,8 @@ from .data import (
     validate_studies,
     write_datapackage,
 )
+from .data.export import export_effects
+from .data.importer import import_effects
 from .stats.bias import (
     EggerResult,
     FailSafeNResult,
@@ -135,5 +137,7 @@ __all__ = [
     "trim_and_fill",
     "validate_studies",
     "write_datapackage",
+    "import_effects",
+    "export_effects",
     "z_to_r",
 ]
