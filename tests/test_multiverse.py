@@ -21,12 +21,13 @@ import pytest
 import alliance_meta as am
 from alliance_meta.data import ENUMS, load_studies
 from alliance_meta.stats import bias
+from alliance_meta.stats.cr2 import cr2_intercept
 from alliance_meta.stats.multiverse import (
     BIAS_ADJUSTMENTS,
     DEPENDENCIES,
     MultiverseResult,
-    _cr2_intercept,
     default_factors,
+    fits,
     multiverse,
 )
 from alliance_meta.stats.multiverse.grid import data_reason, model_reason
@@ -194,7 +195,7 @@ def test_a_failing_method_becomes_a_reason_not_a_crash(data, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(bias, "pet_peese", boom)
+    monkeypatch.setattr(fits, "cr2", boom)  # the CR2 of three-level PET-PEESE
     monkeypatch.setattr(bias, "trim_and_fill", boom)
     res = multiverse(data, {"method": ["REML"], "test": ["knha"],
                             "dependency": ["three-level", "aggregate"],
@@ -352,7 +353,7 @@ def test_vectorised_cr2_equals_robust_for_a_batch():
     y, v = d["yi"].to_numpy(), d["vi"].to_numpy()
     codes = pd.factorize(d["sample_id"])[0]
     fits = [am.random_effects(y, v, method=m) for m in ("DL", "REML", "PM")]
-    b, se, df = _cr2_intercept(y, v, np.ones((3, y.size, 1)), np.array([f.tau2 for f in fits]),
+    b, se, df = cr2_intercept(y, v, np.ones((3, y.size, 1)), np.array([f.tau2 for f in fits]),
                                codes)
     for j, f in enumerate(fits):
         rb = am.robust(f, d["sample_id"])

@@ -63,7 +63,6 @@ other, or in ``n_jobs`` processes) or on a Dask cluster (``scheduler=``), so the
 identical wherever they are computed.
 """
 
-from .fits import _cr2_intercept
 from .grid import (
     BIAS_ADJUSTMENTS,
     DEPENDENCIES,
@@ -84,6 +83,5 @@ __all__ = [
     "DEPENDENCIES",
     "BIAS_ADJUSTMENTS",
     "FILTER_COLUMNS",
-    "_cr2_intercept",
     "_sig_class",
 ]

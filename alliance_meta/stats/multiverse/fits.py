@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import special
 
 from .. import bias as _bias
-from .. import engine
+from .. import engine, inference
+from ..cr2 import cr2, cr2_intercept
 from ..escalc import aggregate
 from ..rma import _fit_batch, _het, random_effects
 from ..rma_mv import three_level
@@ -106,26 +106,25 @@ def _reason(e: BaseException) -> str:
     return msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}"
 
 
+def _dfs(test: str, df) -> float | np.ndarray:
+    """Degrees of freedom of ``test`` for :mod:`alliance_meta.stats.inference` (inf is z)."""
+    return np.inf if test == "z" else df
+
+
 def _inference(est, se, test: str, df, level: float):
     """Two-sided p-value and CI bounds; ``test`` "z" uses the normal, else t with ``df``."""
     est, se = np.asarray(est, float), np.asarray(se, float)
+    dfs = _dfs(test, df)
     with np.errstate(divide="ignore", invalid="ignore"):
-        stat = est / se
-    q = 1 - (1 - level) / 2
-    if test == "z":
-        p = 2 * special.ndtr(-np.abs(stat))
-        crit = special.ndtri(q)
-    else:
-        df = np.asarray(df, float)
-        p = 2 * special.stdtr(df, -np.abs(stat))
-        crit = special.stdtrit(df, q)
+        p = inference.pvalue(est / se, dfs)
+    crit = inference.crit(level, dfs)
     return p, est - crit * se, est + crit * se
 
 
-def _one_sided_greater(est, se, test: str, df) -> np.ndarray:
+def _one_sided_greater(est, se, test: str, df):
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = np.asarray(est, float) / np.asarray(se, float)
-    return special.ndtr(-stat) if test == "z" else special.stdtr(np.asarray(df, float), -stat)
+    return inference.pvalue(stat, _dfs(test, df), side="greater")
 
 
 def _tau2_batch(Y, V, X, method: str) -> tuple[np.ndarray, list[str]]:
@@ -195,94 +194,82 @@ def _uni_fits(datasets: list[tuple[np.ndarray, np.ndarray]], design: _Design
     return out
 
 
-def _cr2_intercept(y: np.ndarray, v: np.ndarray, X: np.ndarray, tau2: np.ndarray,
-                   codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CR2 cluster-robust SE and Satterthwaite df of the first coefficient, for a batch of B
-    random-effects (meta-)regressions on the same effects with diagonal working covariance
-    diag(v + tau2_b) and designs X[b].
-
-    The same estimator as :func:`alliance_meta.robust.robust` (Bell & McCaffrey 2002;
-    Pustejovsky & Tipton 2018, J Bus Econ Stat 36:672-683, doi:10.1080/07350015.2016.1247004),
-    vectorised over the batch and over clusters of equal size. Returns beta0, se0, df0.
-    """
-    B, k, p = X.shape
-    d = v[None, :] + tau2[:, None]
-    w = 1.0 / d
-    XtWX = np.einsum("bki,bk,bkj->bij", X, w, X)
-    M = np.linalg.inv(XtWX)
-    beta = np.einsum("bij,bj->bi", M, np.einsum("bki,bk->bi", X, w * y[None, :]))
-    e = y[None, :] - np.einsum("bki,bi->bk", X, beta)
-    order = np.argsort(codes, kind="stable")
-    sc = codes[order]
-    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
-    sizes = np.diff(np.r_[starts, k])
-    meat = np.zeros((B, p, p))
-    s_d = np.zeros(B)
-    s_d2 = np.zeros(B)
-    s_bmb = np.zeros(B)
-    s_dbmb = np.zeros(B)
-    btb = np.zeros((B, p, p))
-    for s in np.unique(sizes):
-        idx = order[starts[sizes == s][:, None] + np.arange(s)[None, :]]  # (m, s)
-        ds = d[:, idx]  # (B, m, s)
-        Xs = X[:, idx, :]  # (B, m, s, p)
-        es = e[:, idx]
-        R = -np.einsum("bmip,bpq,bmjq->bmij", Xs, M, Xs)
-        R += ds[..., :, None] * np.eye(s)
-        sq = np.sqrt(ds)
-        G = sq[..., :, None] * R * sq[..., None, :]
-        lam, Q = np.linalg.eigh(G)
-        tol = 1e-12 * np.maximum(1.0, np.abs(lam).max(axis=-1, keepdims=True))
-        inv = np.where(lam > tol, 1.0 / np.sqrt(np.where(lam > tol, lam, 1.0)), 0.0)
-        Gi = np.einsum("...ij,...j,...kj->...ik", Q, inv, Q)
-        A = sq[..., :, None] * Gi * sq[..., None, :]
-        WX = Xs / ds[..., None]
-        u = np.einsum("bmsp,bmst,bmt->bmp", WX, A, es)
-        meat += np.einsum("bmp,bmq->bpq", u, u)
-        a = np.einsum("bmts,bmtp,bp->bms", A, WX, M[:, :, 0])  # a_j for coefficient 0
-        dq = np.einsum("bms,bms,bms->bm", a, ds, a)
-        bq = np.einsum("bmsp,bms->bmp", Xs, a)  # X_j' a_j
-        bmb = np.einsum("bmi,bij,bmj->bm", bq, M, bq)
-        s_d += dq.sum(1)
-        s_d2 += (dq**2).sum(1)
-        s_bmb += bmb.sum(1)
-        s_dbmb += (dq * bmb).sum(1)
-        btb += np.einsum("bmi,bmj->bij", bq, bq)
-    V = np.einsum("bij,bjk,bkl->bil", M, meat, M)
-    se = np.sqrt(V[:, 0, 0])
-    MBB = np.matmul(M, btb)
-    trace = s_d - s_bmb
-    frob = s_d2 - 2 * s_dbmb + np.einsum("bij,bji->b", MBB, MBB)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        df = trace**2 / frob
-    return beta[:, 0], se, df
+def _pp_designs(v: np.ndarray) -> np.ndarray:
+    """The PET (sqrt(vi)) and PEESE (vi) designs, (2, k, 2) (Stanley & Doucouliagos 2014)."""
+    one = np.ones(v.size)
+    return np.stack([np.column_stack([one, np.sqrt(v)]), np.column_stack([one, v])])
 
 
-def _pet_peese_rows(y, v, method: str, design: _Design, codes=None) -> dict:
-    """PET-PEESE with random-effects meta-regressions (estimator ``method``), per test; with
-    ``codes``, CR2 inference by cluster. Returns test -> (est, se, pval, lb, ub, chosen)."""
+def _choose(b0, se0, df0, test: str, level: float) -> tuple:
+    """PET-PEESE's conditional estimate from the intercepts of PET (index 0) and PEESE (1):
+    PEESE when PET's is positive at one-sided alpha = .05, else PET (as bias.pet_peese)."""
+    p1 = _one_sided_greater(b0[0], se0[0], test, df0[0])
+    c = 1 if p1 < 0.05 else 0
+    p, lb, ub = _inference(b0[c], se0[c], test, df0[c], level)
+    return (float(b0[c]), float(se0[c]), float(p), float(lb), float(ub),
+            "PEESE" if c else "PET")
+
+
+def _pet_peese_rows(y, v, methods: list[str], design: _Design, codes=None) -> dict:
+    """PET-PEESE with random-effects meta-regressions for every estimator in ``methods``; with
+    ``codes``, CR2 inference by cluster (Satterthwaite t). Returns method -> {test: (est, se,
+    pval, lb, ub, chosen)} or the reason it failed. tau^2 is estimated per estimator; the
+    fits at that tau^2 (and the CR2 kernel) are one batch over every estimator."""
     k = y.size
-    if k < 3:
-        raise ValueError(f"PET-PEESE: needs at least 3 effect sizes, got k = {k}")
-    X = np.stack([np.column_stack([np.ones(k), np.sqrt(v)]), np.column_stack([np.ones(k), v])])
+    X1 = _pp_designs(v)
     Y, V = np.broadcast_to(y, (2, k)), np.broadcast_to(v, (2, k))
-    t2, why = _tau2_batch(Y, V, X, method)
-    if not np.isfinite(t2).all():
-        raise ValueError(f"PET-PEESE: {why[0] or why[1]}")
-    out = {}
+    out: dict = {}
+    good, taus = [], []
+    for method in methods:
+        t2, why = _tau2_batch(Y, V, X1, method)
+        if np.isfinite(t2).all():
+            good.append(method)
+            taus.append(t2)
+        else:
+            out[method] = f"PET-PEESE: {why[0] or why[1]}"
+    if not good:
+        return out
+    m = len(good)
+    t2 = np.concatenate(taus)  # (2m,): PET, PEESE of each estimator
+    X = np.concatenate([X1] * m)
+    rows: dict[str, dict] = {meth: {} for meth in good}
     if codes is not None:
-        b0, se0, df0 = _cr2_intercept(y, v, X, t2, codes)
-    for test in design.test:
-        if codes is None:
-            f = _fit_batch(Y, V, X, method, test, tau2=t2)
+        b0, se0, df0 = cr2_intercept(y, v, X, t2, codes)
+        for test in design.test:
+            for j, meth in enumerate(good):
+                sl = slice(2 * j, 2 * j + 2)
+                rows[meth][test] = _choose(b0[sl], se0[sl], df0[sl], test, design.level)
+    else:
+        Yb, Vb = np.broadcast_to(y, (2 * m, k)), np.broadcast_to(v, (2 * m, k))
+        for test in design.test:
+            f = _fit_batch(Yb, Vb, X, "REML", test, tau2=t2, need_het=False)
             b0, se0 = f.beta[:, 0], np.sqrt(f.vb[:, 0, 0])
-            df0 = np.full(2, k - 2.0)
-        p1 = _one_sided_greater(b0[0], se0[0], test, df0[0])
-        c = 1 if p1 < 0.05 else 0
-        p, lb, ub = _inference(b0[c], se0[c], test, df0[c], design.level)
-        out[test] = (float(b0[c]), float(se0[c]), float(p), float(lb), float(ub),
-                     "PEESE" if c else "PET")
+            for j, meth in enumerate(good):
+                sl = slice(2 * j, 2 * j + 2)
+                rows[meth][test] = _choose(b0[sl], se0[sl], np.full(2, k - 2.0), test,
+                                           design.level)
+    out.update(rows)
     return out
+
+
+def _three_level_pet_peese(y, v, codes, method: str, level: float) -> tuple:
+    """PET-PEESE with three-level meta-regressions and CR2 Satterthwaite t by sample, as
+    :func:`alliance_meta.stats.bias.pet_peese` of a three-level fit (Rodgers & Pustejovsky
+    2021, Psychol Methods 26:141-160, doi:10.1037/met0000300); both regressions' CR2 in one
+    batch of the kernel, with the fitted marginal covariance as working model (as robust())."""
+    X = _pp_designs(v)
+    fits = [three_level(y, v, codes, mods=X[j, :, 1], method=method, level=level)
+            for j in range(2)]
+    s1 = np.array([f.sigma2_between for f in fits])[:, None, None, None]
+    s2 = np.array([f.sigma2_within for f in fits])[:, None, None, None]
+
+    def phi(idx: np.ndarray) -> np.ndarray:  # blocks of equal-size samples: (2, m_s, s, s)
+        eye = np.eye(idx.shape[1])
+        return (v[idx][None, :, :, None] + s2) * eye + s1
+
+    ker = cr2(y, X, codes, phi)
+    df0 = ker.satterthwaite([0])[:, 0]
+    return _choose(ker.beta[:, 0], ker.se[:, 0], df0, "knha", level)
 
 
 def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, design: _Design,
@@ -320,6 +307,24 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
                   + (" (one per sample)" if dep in ("aggregate", "first") else ""))
         return
     n_clusters = np.unique(codes).size
+    fitted = [m for m in design.method if not isinstance(data["fits"][m], str)]
+    robust_none: dict = {}
+    if dep == "robust" and "none" in biases and fitted:
+        # the CR2 of every estimator's fit in one batch of the kernel
+        try:
+            if n_clusters < 2:
+                raise ValueError("needs at least two clusters")
+            tau2 = np.array([data["fits"][m].tau2 for m in fitted])
+            b, se, df = cr2_intercept(y, v, np.ones((len(fitted), k, 1)), tau2, codes)
+            robust_none = {m: (b[j], se[j], df[j]) for j, m in enumerate(fitted)}
+        except Exception as e:  # noqa: BLE001 - recorded as the reason
+            robust_none = {m: f"robust: {_reason(e)}" for m in fitted}
+    pp: dict = {}
+    if "PET-PEESE" in biases and fitted:
+        try:
+            pp = _pet_peese_rows(yd, vd, fitted, design, codes if dep == "robust" else None)
+        except Exception as e:  # noqa: BLE001 - recorded as the reason
+            pp = {m: _reason(e) for m in fitted}
     for method in design.method:
         fit = data["fits"][method]
         ixm = cell.ix(dep, method)
@@ -329,40 +334,26 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
         cell.num["tau2"][ixm] = fit.tau2
         cell.num["I2"][ixm] = fit.I2
         if "none" in biases:
-            ixn = cell.ix(dep, method, None, "none")
             if dep != "robust":
                 for test in design.test:
                     cell.put(cell.ix(dep, method, test, "none"), k, *fit.est[test])
-            elif n_clusters < 2:
-                cell.fail(ixn, "robust: needs at least two clusters")
+            elif isinstance(robust_none[method], str):
+                cell.fail(cell.ix(dep, method, None, "none"), robust_none[method])
             else:
-                try:
-                    b, se, df = _cr2_intercept(y, v, np.ones((1, k, 1)), np.array([fit.tau2]),
-                                               codes)
-                except Exception as e:  # noqa: BLE001 - recorded as the reason
-                    cell.fail(ixn, f"robust: {_reason(e)}")
-                else:
-                    for test in design.test:
-                        p, lb, ub = _inference(b[0], se[0], test, df[0], lev)
-                        cell.put(cell.ix(dep, method, test, "none"), k, float(b[0]),
-                                 float(se[0]), float(p), float(lb), float(ub))
-        if "trim-and-fill" in biases:
-            if dep == "robust":
-                cell.fail(cell.ix(dep, method, None, "trim-and-fill"),
-                          "trim_and_fill: not defined for dependent effects with cluster-robust "
-                          "inference; use dependency 'aggregate' or 'first'")
-            else:
-                _trim_fill_cell(cell, dep, method, yd, vd, design)
+                b, se, df = robust_none[method]
+                for test in design.test:
+                    p, lb, ub = _inference(b, se, test, df, lev)
+                    cell.put(cell.ix(dep, method, test, "none"), k, float(b), float(se),
+                             float(p), float(lb), float(ub))
+        if "trim-and-fill" in biases and dep != "robust":
+            _trim_fill_cell(cell, dep, method, yd, vd, design)
         if "PET-PEESE" in biases:
-            try:
-                rows = _pet_peese_rows(yd, vd, method, design,
-                                       codes if dep == "robust" else None)
-            except Exception as e:  # noqa: BLE001 - recorded as the reason
-                cell.fail(cell.ix(dep, method, None, "PET-PEESE"), _reason(e))
-            else:
-                for test, (b, se, p, lb, ub, chosen) in rows.items():
-                    cell.put(cell.ix(dep, method, test, "PET-PEESE"), k, b, se, p, lb, ub,
-                             chosen)
+            rows = pp[method]
+            if isinstance(rows, str):
+                cell.fail(cell.ix(dep, method, None, "PET-PEESE"), rows)
+                continue
+            for test, (b, se, p, lb, ub, chosen) in rows.items():
+                cell.put(cell.ix(dep, method, test, "PET-PEESE"), k, b, se, p, lb, ub, chosen)
 
 
 def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design) -> None:
@@ -380,14 +371,18 @@ def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design)
             cell.put(ix, yd.size, tf.estimate, tf.se, tf.pval, tf.ci_lb, tf.ci_ub, adj)
             continue
         # the number of missing studies does not depend on the test (the side and the centre
-        # are estimated with z, as in trim_and_fill); refit the filled data with this test
+        # are estimated with z, as in trim_and_fill), nor does tau^2 of the filled data: refit
+        # the filled data at that tau^2 with this test
+        yf, vf = np.r_[yd, tf.filled_yi], np.r_[vd, tf.filled_vi]
         try:
-            full = random_effects(np.r_[yd, tf.filled_yi], np.r_[vd, tf.filled_vi],
-                                  method=method, test=test, level=design.level)
+            f = _fit_batch(yf[None], vf[None], np.ones((1, yf.size, 1)), method, test,
+                           tau2=np.array([tf.tau2]), need_het=False)
         except Exception as e:  # noqa: BLE001
             cell.fail(ix, _reason(e))
             continue
-        cell.put(ix, yd.size, full.estimate, full.se, full.pval, full.ci_lb, full.ci_ub, adj)
+        b, se = float(f.beta[0, 0]), float(np.sqrt(f.vb[0, 0, 0]))
+        p, lb, ub = _inference(b, se, test, yf.size - 1, design.level)
+        cell.put(ix, yd.size, b, se, float(p), float(lb), float(ub), adj)
 
 
 def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) -> None:
@@ -411,30 +406,15 @@ def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) ->
                 p, lb, ub = _inference(b, se, test, k - 1, design.level)
                 cell.put(cell.ix(dep, method, test, "none"), k, b, se, float(p), float(lb),
                          float(ub))
-        if "trim-and-fill" in biases:
-            try:
-                _bias.trim_and_fill(tl)
-                why = "trim_and_fill: not defined for a three-level model"
-            except Exception as e:  # noqa: BLE001 - its message is the reason
-                why = _reason(e)
-            cell.fail(cell.ix(dep, method, None, "trim-and-fill"), why)
         if "PET-PEESE" in biases:
             try:
-                pp = _bias.pet_peese(tl, level=design.level)
+                row = _three_level_pet_peese(y, v, codes, method, design.level)
             except Exception as e:  # noqa: BLE001 - recorded as the reason
                 cell.fail(cell.ix(dep, method, None, "PET-PEESE"), _reason(e))
                 continue
-            for test in design.test:
-                ix = cell.ix(dep, method, test, "PET-PEESE")
-                if test == "z":  # the same CR2 standard errors, normal reference
-                    p1 = _one_sided_greater(pp.pet_estimate, pp.pet_se, "z", None)
-                    c = "PEESE" if p1 < 0.05 else "PET"
-                    est = pp.peese_estimate if c == "PEESE" else pp.pet_estimate
-                    se_c = pp.peese_se if c == "PEESE" else pp.pet_se
-                    p, lb, ub = _inference(est, se_c, "z", None, design.level)
-                    cell.put(ix, k, est, se_c, float(p), float(lb), float(ub), c)
-                else:
-                    cell.put(ix, k, pp.estimate, pp.se, pp.pval, pp.ci_lb, pp.ci_ub, pp.chosen)
+            # CR2 inference is read with Satterthwaite t only (grid.model_reason)
+            if "knha" in design.test:
+                cell.put(cell.ix(dep, method, "knha", "PET-PEESE"), k, *row)
 
 
 def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray, np.ndarray]],
