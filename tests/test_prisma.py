@@ -81,3 +81,19 @@ def test_counts_table():
     assert t.loc[t["stage"] == "Included", "n"].tolist() == [8, 8, 8, 11]
     excluded = t[t["box"].str.startswith("Reports excluded")]
     assert excluded["n"].sum() == 400
+
+
+def test_the_committed_screening_log_draws():
+    # the data floor's counts of studies/screening.csv (alliance_meta.data.prisma_counts)
+    from alliance_meta.data import load_screening, load_studies, prisma_counts
+
+    log, effects = load_screening(), load_studies()
+    for stream in ("studies", "syntheses"):
+        counts = prisma_counts(log, effects, stream=stream)
+        assert check_prisma_counts(counts) == []
+        table = prisma_table(counts)
+        assert table.loc[table["box"] == "Records screened", "n"].item() == counts.screened
+        fig = prisma_flow(counts)
+        assert not _fits(fig, 150)
+        if stream == "studies":  # included studies, samples and effects counted from effects.csv
+            assert table.loc[table["box"] == "Effect sizes", "n"].item() == counts.effects

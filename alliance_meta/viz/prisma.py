@@ -1,7 +1,9 @@
 """PRISMA 2020 flow diagram (Page et al. 2021, BMJ 372:n71, doi:10.1136/bmj.n71, Figure 1: the
 template for new systematic reviews that searched databases, registers and other sources).
 
-Drawn from a counts dict, the output of the data floor's screening-log counter:
+Drawn from :func:`alliance_meta.data.prisma_counts` (a ``PrismaCounts``, read by attribute) or
+from a counts dict of this shape (``stream`` "syntheses" names the included units
+meta-analyses and pooled estimates; sources and reasons with n = 0 are left out):
 
 .. code-block:: python
 
@@ -49,8 +51,8 @@ REASON_LABELS: dict[str, str] = {
     "subgroup-only": "subgroup effects only",
     "not-primary": "not a primary study",
     "partial-without-df": "partial effect without df",
-    "reverse-direction": "outcome predicts alliance only",
-    "overlapping-sample": "sample overlaps an included study",
+    "reverse-direction": "only earlier change predicting later alliance",
+    "overlapping-sample": "another report or overlapping sample",
     "other": "other reasons",
 }
 
@@ -78,13 +80,39 @@ def _n(x) -> str:
     return f"{int(x):,}"
 
 
-def _complete(counts: Mapping) -> dict:
-    c = dict(counts)
+#: Reader-facing wording of the screening log's ``found_via`` codes.
+SOURCE_LABELS: dict[str, str] = {
+    "search": "searches of the stored pages",
+    "lead": "lists of leads",
+    "citation": "citation searching",
+}
+
+
+def _from_object(counts) -> dict:
+    """The data floor's ``PrismaCounts`` (alliance_meta.data.prisma_counts) as a counts dict."""
+    inc = {"reports": int(counts.included), "studies": int(counts.studies
+                                                           if counts.studies is not None
+                                                           else counts.included)}
+    for key in ("samples", "effects"):
+        if getattr(counts, key, None) is not None:
+            inc[key] = int(getattr(counts, key))
+    return {"stream": getattr(counts, "stream", "studies"),
+            "identified": dict(counts.identified), "duplicates": counts.duplicates,
+            "screened": counts.screened, "sought": counts.sought,
+            "not_retrieved": counts.not_retrieved, "assessed": counts.assessed,
+            "excluded": dict(counts.excluded), "included": inc}
+
+
+def _complete(counts) -> dict:
+    c = dict(counts) if isinstance(counts, Mapping) else _from_object(counts)
     for key in ("identified", "duplicates", "screened", "not_retrieved", "excluded", "included"):
         if key not in c:
             raise ValueError(f"prisma counts: missing {key!r} (see alliance_meta.viz.prisma)")
-    c["identified"] = {str(k): int(v) for k, v in dict(c["identified"]).items()}
-    c["excluded"] = {str(k): int(v) for k, v in dict(c["excluded"]).items()}
+    # a source or reason that yielded nothing is not a line of the diagram
+    c["identified"] = {SOURCE_LABELS.get(str(k), str(k)): int(v)
+                       for k, v in dict(c["identified"]).items() if int(v)}
+    c["excluded"] = {str(k): int(v) for k, v in dict(c["excluded"]).items() if int(v)}
+    c.setdefault("stream", "studies")
     inc = {str(k): int(v) for k, v in dict(c["included"]).items()}
     if "studies" not in inc:
         raise ValueError("prisma counts: included needs 'studies'")
@@ -98,7 +126,7 @@ def _complete(counts: Mapping) -> dict:
     return c
 
 
-def check_prisma_counts(counts: Mapping) -> list[str]:
+def check_prisma_counts(counts) -> list[str]:
     """The arithmetic mismatches of a counts dict (empty when the flow adds up)."""
     c = _complete(counts)
     out = []
@@ -116,7 +144,7 @@ def check_prisma_counts(counts: Mapping) -> list[str]:
     return out
 
 
-def prisma_table(counts: Mapping) -> pd.DataFrame:
+def prisma_table(counts) -> pd.DataFrame:
     """The counts of the flow diagram as a tidy table (stage, box, n), in diagram order."""
     c = _complete(counts)
     rows = [("Identification", f"Records identified: {src}", n)
@@ -130,12 +158,19 @@ def prisma_table(counts: Mapping) -> pd.DataFrame:
     rows += [("Screening", f"Reports excluded: {REASON_LABELS.get(r, r.replace('-', ' '))}", n)
              for r, n in _reasons(c)]
     inc = c["included"]
-    rows += [("Included", "Studies included in review", inc["studies"]),
+    units = _units(c)
+    rows += [("Included", f"{units['studies']} included in review", inc["studies"]),
              ("Included", "Reports of included studies", inc["reports"])]
-    for key, label in (("samples", "Independent samples"), ("effects", "Effect sizes")):
+    for key in ("samples", "effects"):
         if key in inc:
-            rows.append(("Included", label, inc[key]))
+            rows.append(("Included", units[key], inc[key]))
     return pd.DataFrame(rows, columns=["stage", "box", "n"])
+
+
+def _units(c: dict) -> dict[str, str]:
+    if c.get("stream") == "syntheses":
+        return {"studies": "Meta-analyses", "samples": "Samples", "effects": "Pooled estimates"}
+    return {"studies": "Studies", "samples": "Independent samples", "effects": "Effect sizes"}
 
 
 def _reasons(c: dict) -> list[tuple[str, int]]:
@@ -148,13 +183,14 @@ def _box_texts(c: dict) -> dict[str, str]:
     reasons = "\n".join(f"  {REASON_LABELS.get(r, r.replace('-', ' '))} (n = {_n(n)})"
                         for r, n in _reasons(c))
     inc = c["included"]
-    included = f"Studies included in review\n(n = {_n(inc['studies'])})"
+    units = _units(c)
+    included = f"{units['studies']} included in review\n(n = {_n(inc['studies'])})"
     if inc["reports"] != inc["studies"]:
         included += f"\nReports of included studies\n(n = {_n(inc['reports'])})"
     if "samples" in inc:
-        included += f"\nIndependent samples (n = {_n(inc['samples'])})"
+        included += f"\n{units['samples']} (n = {_n(inc['samples'])})"
     if "effects" in inc:
-        included += f"\nEffect sizes (n = {_n(inc['effects'])})"
+        included += f"\n{units['effects']} (n = {_n(inc['effects'])})"
     return {
         "identified": f"Records identified from:\n{ident}",
         "removed": f"Records removed before screening:\n  duplicate records (n = "
@@ -174,8 +210,9 @@ _ROWS = [("identified", "removed"), ("screened", "screen_excluded"), ("sought", 
 _STAGES = [("Identification", 0, 0), ("Screening", 1, 3), ("Included", 4, 4)]
 
 
-def prisma_flow(counts: Mapping, *, title: str = "", check: bool = True) -> Figure:
-    """The PRISMA 2020 flow diagram of a counts dict (see the module docstring) as a Figure.
+def prisma_flow(counts, *, title: str = "", check: bool = True) -> Figure:
+    """The PRISMA 2020 flow diagram of a counts dict (see the module docstring) or of the data
+    floor's ``PrismaCounts`` (``alliance_meta.data.prisma_counts(...)``) as a Figure.
 
     Boxes carry ``gid`` ``prisma-box-<name>`` and their text ``prisma-text-<name>`` (names:
     identified, removed, screened, screen_excluded, sought, not_retrieved, assessed, excluded,

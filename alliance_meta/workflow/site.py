@@ -537,6 +537,7 @@ def build_site(cfg) -> Path:
         body.append(_caution(h, syn))
         body.append("<h2>Headline</h2>")
         body.append(_headline_block(h, main))
+        body.extend(_figures(out / main, main))
         rep = out / main / "report.md"
         if rep.exists():
             body.append(_md_to_html(rep.read_text(encoding="utf-8")))
