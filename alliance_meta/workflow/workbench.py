@@ -1,52 +1,59 @@
-"""Helpers that keep the notebooks thin: selecting data, fitting what can be fitted (and saying
-why the rest cannot), and writing tables and figures deterministically.
+"""Helpers that keep the notebooks thin: selecting data, the one headline model of a run and
+its follow-ups, writing tables and figures deterministically (and showing them).
 
-Notebooks call these; they hold no statistics themselves.
+Notebooks call these; they hold no statistics themselves. Every model here is a call into
+:mod:`alliance_meta.stats`; where the stats floor has no sample-level version of a follow-up
+(leave-one-sample-out or cumulative-by-sample of a three-level or CR2 fit), the follow-up is a
+loop of headline fits on subsets of samples, not new statistics. Moderator analyses are in
+:mod:`alliance_meta.workflow.moderators`, published syntheses in
+:mod:`alliance_meta.workflow.syntheses`.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..data import load_studies
+from ..data import load_studies, studies_dir
 from ..stats.escalc import aggregate
-from ..stats.rma import random_effects, subgroup_analysis
+from ..stats.influence import cumulative, influence, leave_one_out
+from ..stats.rma import random_effects
 from ..stats.rma_mv import three_level
 from ..stats.robust import robust
+from . import report as _report
+from .table1 import author_year, parse_bib
 
 __all__ = [
     "Attempt",
     "Outputs",
+    "HeadlineModel",
+    "DEPENDENCE",
     "attempt",
     "select",
+    "labels",
+    "headline_model",
+    "headline_table",
+    "sensitivity_table",
+    "forest",
+    "funnel",
+    "leave_one_sample_out",
+    "cumulative_by_sample",
+    "influence_by_sample",
+    "write_report",
+    "counts",
     "pooled_models",
     "pooled_table",
-    "subgroup_table",
-    "counts",
-    "bias_verdict",
-    "PUBLISHED",
 ]
 
-DEPENDENCE = ("three-level", "aggregate", "robust")
-
-#: Published pooled alliance-outcome correlations (summary level), for side-by-side tables.
-PUBLISHED = pd.DataFrame(
-    [
-        {"source": "Horvath, Del Re, Flückiger & Symonds 2011, Psychotherapy 48:9-16, "
-                   "doi:10.1037/a0022186", "k": 190, "r": 0.275, "r_ci_lb": np.nan,
-         "r_ci_ub": np.nan},
-        {"source": "Flückiger, Del Re, Wampold & Horvath 2018, Psychotherapy 55:316-340, "
-                   "doi:10.1037/pst0000172", "k": 295, "r": 0.278, "r_ci_lb": 0.256,
-         "r_ci_ub": 0.299},
-    ]
-)
+#: How effects of one sample are handled by the headline model (the first is the default).
+DEPENDENCE = ("three-level", "robust", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def attempt(label: str, fn: Callable, *args, **kwargs) -> Attempt:
 
 
 def select(data_path: str | None = None, subset: str = "", effects: str = "all") -> pd.DataFrame:
-    """Load the studies and keep the rows a notebook analyses.
+    """Load the studies and keep the rows a notebook analyses, with author-year ``label``s.
 
     ``subset`` is a pandas query expression over the study columns (e.g.
     ``"modality == 'CBT'"``); ``effects`` is ``"all"``, ``"zero-order"`` or ``"partial"``.
@@ -96,7 +103,29 @@ def select(data_path: str | None = None, subset: str = "", effects: str = "all")
             df = df.query(subset, engine="python")
         except Exception as e:
             raise ValueError(f"subset expression {subset!r} cannot be applied: {e}") from e
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df["label"] = labels(df, data_path)
+    return df
+
+
+def labels(df: pd.DataFrame, data_path: str | None = None) -> list[str]:
+    """Author-year labels from the review's references.bib; a study with several effects gets
+    its outcome measure in brackets (the effect number when outcomes repeat)."""
+    try:
+        bib = parse_bib(studies_dir(data_path) / "references.bib")
+    except (OSError, ValueError):
+        bib = {}
+    base = {s: (f"{author_year(bib[s])[0]} ({author_year(bib[s])[1]})" if s in bib else s)
+            for s in df["study_id"].astype(str).unique()}
+    out = []
+    for s, g in df.groupby(df["study_id"].astype(str), sort=False):
+        outc = g.get("outcome_measure", pd.Series([""] * len(g), index=g.index)).fillna("")
+        outc = outc.astype(str).str.slice(0, 30)
+        distinct = outc.nunique() == len(g) and (outc != "").all()
+        for i, (idx, o) in enumerate(outc.items(), start=1):
+            tag = "" if len(g) == 1 else f" [{o}]" if distinct else f" [{i}]"
+            out.append((idx, base[s] + tag))
+    return [lab for _, lab in sorted(out)]
 
 
 class Outputs:
@@ -108,21 +137,395 @@ class Outputs:
         (self.dir / "tables").mkdir(parents=True, exist_ok=True)
         (self.dir / "figures").mkdir(parents=True, exist_ok=True)
 
-    def table(self, df: pd.DataFrame, name: str) -> pd.DataFrame:
-        """Write a CSV with a fixed number format (byte-identical for identical inputs)."""
+    def table(self, df: pd.DataFrame, name: str, caption: str = "",
+              model: str = "") -> pd.DataFrame:
+        """Write a CSV with a fixed number format (byte-identical for identical inputs); a
+        caption (and the model that produced the numbers) goes to tables/captions.json."""
         df.to_csv(self.dir / "tables" / f"{name}.csv", index=False, float_format="%.10g",
                   lineterminator="\n")
+        if caption:
+            _report.record_caption(self.dir, name, caption, model, kind="tables")
         return df
 
-    def figure(self, fig, name: str):
-        """Save a Figure in every configured format (deterministic, atomic) and return it."""
-        from ..viz.plots import save_figure
+    def figure(self, fig, name: str, caption: str = "", model: str = "") -> None:
+        """Save a Figure in every configured format (deterministic, atomic), record its caption
+        and the model that drew it, then show the saved file in the notebook. The saved bytes
+        are what is displayed (PNG if written, else SVG), so showing changes no file."""
+        from ..viz.theme import save_figure
 
-        save_figure(fig, self.dir / "figures" / name, self.formats)
-        return fig
+        paths = save_figure(fig, self.dir / "figures" / name, self.formats)
+        if caption:
+            _report.record_caption(self.dir, name, caption, model)
+        _show(paths)
 
 
-def _labels(df: pd.DataFrame) -> list[str]:
+def _show(paths: dict[str, Path]) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import SVG, Image, display
+    except ImportError:  # plain Python: the files are the output
+        return
+    if get_ipython() is None:
+        return
+    if "png" in paths:
+        display(Image(filename=str(paths["png"]), width=720))
+    elif "svg" in paths:
+        display(SVG(filename=str(paths["svg"])))
+
+
+# ---------------------------------------------------------------------------------------------
+# the headline model
+
+
+@dataclass(frozen=True, repr=False)
+class HeadlineModel:
+    """The one model a run reports, with what its figures and tables need.
+
+    ``result`` gives the pooled estimate and CI (a three-level fit, a CR2-robust result, or a
+    random-effects fit); ``fit`` is the fitted model under it (for ``robust``, the
+    random-effects fit the CR2 sits on; else ``result``); ``points`` the rows pooled (effects,
+    or one composite per sample under ``aggregate``) with ``label``, ``yi``, ``vi``, ``n``,
+    ``year``, ``sample_id``; ``effects`` the effects before aggregation; ``label`` one line
+    naming the model and its test; ``note`` says when the model fell back to another.
+    """
+
+    dependence: str
+    label: str
+    result: Any
+    fit: Any
+    points: pd.DataFrame = field(repr=False)
+    effects: pd.DataFrame = field(repr=False)
+    method: str
+    rho: float
+    level: float
+    note: str = ""
+
+    @property
+    def robust(self):
+        return self.result if self.dependence == "robust" else None
+
+    @property
+    def unit(self) -> str:
+        return "sample" if self.dependence == "aggregate" else "effect"
+
+    def headline(self) -> _report.Headline:
+        """The run's headline numbers (via :func:`alliance_meta.workflow.report.headline`)."""
+        return _report.headline(self.fit, self.effects, robust=self.robust, model=self.label,
+                                rho=self.rho if self.dependence == "aggregate" else None)
+
+    def __repr__(self) -> str:
+        return f"Headline model: {self.label}" + (f"\n{self.note}" if self.note else "")
+
+    def _repr_html_(self) -> str:
+        note = f"<p><i>{html.escape(self.note)}</i></p>" if self.note else ""
+        inner = getattr(self.result, "_repr_html_", None)
+        body = inner() if inner else html.escape(repr(self.result))
+        return f"<p><b>Headline model</b>: {html.escape(self.label)}</p>{note}{body}"
+
+
+def _tl_options(test: str, dfs: str) -> dict[str, Any]:
+    """three_level's test options; ``dfs`` is passed when the installed stats floor takes it."""
+    if "dfs" in inspect.signature(three_level).parameters:
+        return {"test": test, "dfs": dfs}
+    return {"test": test}
+
+
+def _df_text(res) -> str:
+    d = getattr(res, "dfs", getattr(res, "df", np.inf))
+    d = float(np.ravel(np.asarray(d, dtype=float))[0])
+    return f"{d:.3g}" if np.isfinite(d) else "inf"
+
+
+def _points(df: pd.DataFrame) -> pd.DataFrame:
+    cols = ["label", "yi", "vi", "n", "year", "sample_id", "study_id"]
+    return df[[c for c in cols if c in df]].reset_index(drop=True)
+
+
+def _composites(df: pd.DataFrame, rho: float) -> pd.DataFrame:
+    """One row per sample: the composite (stats' ``aggregate``) and the sample's label."""
+    ag = aggregate(df["yi"], df["vi"], df["sample_id"], rho=rho)
+    first = df.drop_duplicates("sample_id").set_index("sample_id")
+    samples_per_study = first.groupby("study_id").size()
+    lab = []
+    for s in ag["cluster"]:
+        base = str(first.loc[s, "label"]).split(" [")[0]
+        lab.append(base + (f" [{s}]" if samples_per_study[first.loc[s, "study_id"]] > 1 else ""))
+    return pd.DataFrame({"label": lab, "yi": ag["yi"].to_numpy(), "vi": ag["vi"].to_numpy(),
+                         "n": first.loc[ag["cluster"], "n"].to_numpy(),
+                         "year": first.loc[ag["cluster"], "year"].to_numpy(),
+                         "sample_id": ag["cluster"].to_numpy(),
+                         "study_id": first.loc[ag["cluster"], "study_id"].to_numpy(),
+                         "m": ag["m"].to_numpy()})
+
+
+def headline_model(df: pd.DataFrame, dependence: str = "three-level", method: str = "REML",
+                   rho: float = 0.5, level: float = 0.95, dfs: str = "contain") -> HeadlineModel:
+    """Fit the run's headline model to the effects in ``df`` (columns ``yi``, ``vi``,
+    ``sample_id``, ``study_id``, ``label``, ``n``, ``year``).
+
+    ``dependence``:
+
+    - ``"three-level"`` (default): effects nested in samples (``am.three_level``, REML or ML),
+      t-test with ``dfs="contain"`` df (metafor's ``rma.mv(..., test="t", dfs="contain")``).
+      When every sample contributes one effect the within-sample variance is not identified:
+      the model falls back to random effects with a Knapp-Hartung t-test (k - 1 df, which is
+      the contain df of that design) and says so in ``note``.
+    - ``"robust"``: random effects treating effects as independent, with CR2 cluster-robust
+      SEs and Satterthwaite t-tests, samples as clusters (``am.robust``; Pustejovsky & Tipton
+      2018, doi:10.1080/07350015.2016.1247004).
+    - ``"aggregate"``: one composite per sample with within-sample correlation ``rho``
+      (``am.aggregate``; Borenstein et al. 2009, ch. 24), pooled by random effects with a
+      Knapp-Hartung t-test.
+    """
+    if dependence not in DEPENDENCE:
+        raise ValueError(f"headline_model: dependence must be one of {DEPENDENCE}, not "
+                         f"{dependence!r}")
+    df = df.reset_index(drop=True)
+    if "label" not in df:
+        df = df.assign(label=df["study_id"].astype(str))
+    y, v, s = df["yi"].to_numpy(float), df["vi"].to_numpy(float), df["sample_id"].to_numpy()
+    m = pd.Series(s).nunique()
+    kw = dict(effects=df, method=method, rho=float(rho), level=level)
+    if dependence == "three-level":
+        tl_method = method if method in ("REML", "ML") else "REML"
+        note = ("" if tl_method == method else
+                f"The three-level model is fitted by REML ({method} is for random effects only).")
+        if m == len(df):
+            re = random_effects(y, v, method=method, test="knha", level=level,
+                                labels=list(df["label"]))
+            note = (f"Every sample contributes one effect ({m} samples), so the three-level "
+                    "model's within-sample variance is not identified: it falls back to a "
+                    "random-effects model, which it equals.")
+            lab = (f"random effects {method}, Knapp\u2013Hartung t-test (df = {_df_text(re)}); "
+                   "three-level fallback, one effect per sample")
+            return HeadlineModel(dependence, lab, re, re, _points(df), note=note, **kw)
+        opts = _tl_options("t", dfs)
+        tl = three_level(y, v, s, method=tl_method, level=level, **opts)
+        df_kind = f"{dfs} df" if "dfs" in opts else "k \u2212 p df"
+        lab = f"three-level {tl_method}, t-test with {df_kind} (df = {_df_text(tl)})"
+        return HeadlineModel(dependence, lab, tl, tl, _points(df), note=note, **kw)
+    if dependence == "robust":
+        re = random_effects(y, v, method=method, test="z", level=level, labels=list(df["label"]))
+        rb = robust(re, s)
+        lab = (f"random effects {method} with CR2 cluster-robust SEs (samples as clusters), "
+               f"Satterthwaite t-test (df = {_df_text(rb)})")
+        return HeadlineModel(dependence, lab, rb, re, _points(df), **kw)
+    comp = _composites(df, rho)
+    re = random_effects(comp["yi"], comp["vi"], method=method, test="knha", level=level,
+                        labels=list(comp["label"]))
+    lab = (f"random effects {method} on per-sample composites (\u03c1 = {rho:g}), "
+           f"Knapp\u2013Hartung t-test (df = {_df_text(re)})")
+    return HeadlineModel(dependence, lab, re, re, comp, **kw)
+
+
+def headline_table(models: dict[str, Attempt | HeadlineModel]) -> pd.DataFrame:
+    """One row per model with the headline numbers (``report.Headline`` fields), ``model``
+    naming it; a model that could not be fitted gets its reason in ``note``."""
+    cols = ["model", "dependence", "rho", "k", "n_samples", "n_studies", "N", "k_pooled", "r",
+            "r_ci_lb", "r_ci_ub", "r_pi_lb", "r_pi_ub", "estimate", "se", "stat", "df", "pval",
+            "tau2", "sigma2_between", "sigma2_within", "I2", "I2_between", "I2_within", "note"]
+    rows = []
+    for name, a in models.items():
+        hm = a.result if isinstance(a, Attempt) else a
+        if hm is None:
+            rows.append({"model": name, "note": f"not estimable: {a.reason}"})
+            continue
+        row = hm.headline().to_frame().iloc[0].to_dict()
+        row.update(model=hm.label, dependence=name, note=hm.note)
+        if hm.dependence != "aggregate":
+            row["rho"] = np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def sensitivity_table(df: pd.DataFrame, method: str = "REML", rhos: Sequence[float] = (.2, .5, .8),
+                      level: float = 0.95, dfs: str = "contain",
+                      headline: str | None = None) -> pd.DataFrame:
+    """The headline under each handling of dependence side by side: three-level, CR2-robust,
+    composites for each ``rho``, and (for reference only) random effects treating every
+    effect as independent. ``headline`` (a ``dependence`` value) marks the run's headline row."""
+    fits: dict[str, Attempt] = {
+        "three-level": attempt("three-level", headline_model, df, "three-level", method,
+                               level=level, dfs=dfs),
+        "robust": attempt("robust", headline_model, df, "robust", method, level=level),
+    }
+    for r in rhos:
+        fits[f"aggregate, rho = {r:g}"] = attempt("aggregate", headline_model, df, "aggregate",
+                                                  method, rho=r, level=level)
+    out = headline_table(fits)
+    ind = attempt("independent", random_effects, df["yi"], df["vi"], method=method,
+                  test="knha", level=level)
+    if ind.ok:
+        h = _report.headline(ind.result, df, model="random effects, every effect treated as "
+                             f"independent (ignores dependence), {method}, Knapp\u2013Hartung")
+        row = h.to_frame().assign(dependence="none (reference only)", note="")
+        out = pd.concat([out, row.reindex(columns=out.columns)], ignore_index=True)
+    out.insert(1, "headline", [d == headline or (headline == "aggregate" and str(d).startswith(
+        "aggregate") and np.isclose(out.loc[i, "rho"], 0.5)) for i, d in
+        enumerate(out["dependence"])])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# figures of the headline model
+
+
+def forest(hm: HeadlineModel, title: str | None = None, sort: str | None = None):
+    """Forest plot of the headline model: its diamond, CI and PI; one row per pooled unit."""
+    from ..viz.forest import forest_plot
+
+    p = hm.points
+    return forest_plot(hm.result, labels=list(p["label"]), n=p["n"].to_numpy(float),
+                       year=p["year"].to_numpy(float), yi=p["yi"], vi=p["vi"], sort=sort,
+                       model_label=hm.label, title=title)
+
+
+def funnel(hm: HeadlineModel, trimfill=None, title: str | None = None):
+    """Contour-enhanced funnel with the headline estimate as the centre line; its points are
+    the units the model pools (effects, or per-sample composites)."""
+    from ..viz.funnel import funnel_plot
+
+    p = hm.points
+    pts = "Per-sample composites" if hm.dependence == "aggregate" else "Effects"
+    return funnel_plot(hm.result, trimfill=trimfill, yi=p["yi"], vi=p["vi"], points_label=pts,
+                       model_label=hm.label, title=title)
+
+
+# ---------------------------------------------------------------------------------------------
+# sensitivity by sample
+
+
+def _refit(hm: HeadlineModel, keep: np.ndarray) -> HeadlineModel:
+    return headline_model(hm.effects[keep], hm.dependence, hm.method, hm.rho, hm.level)
+
+
+def _row(fit: Attempt, hm: HeadlineModel) -> dict[str, Any]:
+    if not fit.ok:
+        return {"note": f"not estimable: {fit.reason}"}
+    h = fit.result.headline()
+    out = {"k": h.k, "n_samples": h.n_samples, "estimate": h.estimate, "se": h.se,
+           "pval": h.pval, "r": h.r, "r_ci_lb": h.r_ci_lb, "r_ci_ub": h.r_ci_ub,
+           "ci_lb": np.arctanh(h.r_ci_lb), "ci_ub": np.arctanh(h.r_ci_ub), "tau2": h.tau2,
+           "I2": h.I2, "model": fit.result.label}
+    if fit.result.note:
+        out["note"] = fit.result.note
+    return out
+
+
+_BY_SAMPLE = ["label", "sample_id", "k", "n_samples", "estimate", "se", "pval", "ci_lb", "ci_ub",
+              "r", "r_ci_lb", "r_ci_ub", "tau2", "I2", "model", "note"]
+
+
+def _sample_order(hm: HeadlineModel) -> list:
+    e = hm.effects
+    first = e.drop_duplicates("sample_id")
+    return list(first.sort_values(["year", "sample_id"], kind="stable")["sample_id"])
+
+
+def _sample_label(hm: HeadlineModel, s) -> str:
+    e = hm.effects
+    lab = str(e.loc[e["sample_id"] == s, "label"].iloc[0]).split(" [")[0]
+    many = e.loc[e["study_id"] == e.loc[e["sample_id"] == s, "study_id"].iloc[0],
+                 "sample_id"].nunique() > 1
+    return lab + (f" [{s}]" if many else "")
+
+
+def _stats_floor_by_sample(hm: HeadlineModel) -> bool:
+    """True when the stats floor's batched follow-ups work on the samples themselves: the model
+    pools one unit per sample (composites, or the one-effect-per-sample fallback)."""
+    return hm.dependence == "aggregate" or (hm.fit is hm.result and hasattr(hm.fit, "tau2")
+                                            and hm.effects["sample_id"].is_unique)
+
+
+def leave_one_sample_out(hm: HeadlineModel) -> pd.DataFrame:
+    """The headline model refitted without each sample in turn (all its effects leave
+    together). Columns: ``label`` (the sample left out), ``k``, ``n_samples``, ``estimate``,
+    ``ci_lb``, ``ci_ub`` (Fisher z), ``r`` with CI, heterogeneity, ``model``, ``note``.
+
+    When the model pools one unit per sample this is ``am.leave_one_out`` (batched); for the
+    three-level and CR2 fits it is a loop of headline fits, one per sample left out (the same
+    model, test and df rule), not new statistics."""
+    if _stats_floor_by_sample(hm):
+        t = leave_one_out(hm.fit)
+        t = t.assign(label=t["study"].astype(str), k=len(hm.points) - 1,
+                     n_samples=len(hm.points) - 1, model=hm.label)
+        return t
+    rows = []
+    for s in _sample_order(hm):
+        keep = (hm.effects["sample_id"] != s).to_numpy()
+        rows.append({"label": _sample_label(hm, s), "sample_id": s,
+                     **_row(attempt("refit", _refit, hm, keep), hm)})
+    return pd.DataFrame(rows).reindex(columns=_BY_SAMPLE)
+
+
+def cumulative_by_sample(hm: HeadlineModel) -> pd.DataFrame:
+    """Cumulative meta-analysis by sample: samples added in order of publication year (ties
+    in data order), the headline model refitted after each; a sample's effects enter together.
+    ``am.cumulative`` when the model pools one unit per sample, else a loop of headline fits;
+    rows where the model cannot yet be fitted say why."""
+    if _stats_floor_by_sample(hm):
+        t = cumulative(hm.fit, order=hm.points["year"].to_numpy(float))
+        return t.assign(label=t["study"].astype(str), model=hm.label)
+    rows, seen = [], []
+    for j, s in enumerate(_sample_order(hm), start=1):
+        seen.append(s)
+        keep = hm.effects["sample_id"].isin(seen).to_numpy()
+        rows.append({"order": j, "label": _sample_label(hm, s), "sample_id": s,
+                     **_row(attempt("refit", _refit, hm, keep), hm)})
+    return pd.DataFrame(rows).reindex(columns=["order", *_BY_SAMPLE])
+
+
+def influence_by_sample(hm: HeadlineModel) -> tuple[pd.DataFrame, str]:
+    """Influence diagnostics (``am.influence``: studentized residuals, DFFITS, Cook's distance,
+    covariance ratio, hat values, metafor's flagging rule) per sample, and the model they come
+    from. The stats floor has them for random-effects fits only, so for the three-level and
+    CR2 headlines they are computed on one composite per sample (``rho`` of the run): the same
+    samples, a model without the within-sample level; the returned label says so."""
+    if _stats_floor_by_sample(hm):
+        return influence(hm.fit).assign(label=lambda d: d["study"].astype(str)), hm.label
+    comp = headline_model(hm.effects, "aggregate", hm.method, hm.rho, hm.level)
+    return (influence(comp.fit).assign(label=lambda d: d["study"].astype(str)),
+            comp.label + " (influence is not available for the headline's own model)")
+
+
+# ---------------------------------------------------------------------------------------------
+# report and counts
+
+
+def write_report(out: Outputs, hm: HeadlineModel, title: str = "", caution: str = "",
+                 moderators: dict | None = None, bias: dict | None = None) -> Path:
+    """Write the run's report.md and headline.json (R's report layer) from the headline model
+    and show its methods and results paragraphs in the notebook."""
+    rho = hm.rho if hm.dependence == "aggregate" else None
+    path = _report.write_report(out.dir, hm.fit, hm.effects, title=title, caution=caution,
+                                robust=hm.robust, rho=rho, model=hm.label,
+                                moderators=moderators, bias=bias)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        return path
+    if get_ipython() is not None:
+        text = path.read_text(encoding="utf-8")
+        display(Markdown(text.split("## References")[0]))
+    return path
+
+
+def counts(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Numbers of studies, samples and effects by each level of each column (tidy)."""
+    rows = []
+    for c in columns:
+        for level, g in df.groupby(c, sort=True, dropna=False):
+            rows.append({"variable": c, "level": str(level), "studies": g["study_id"].nunique(),
+                         "samples": g["sample_id"].nunique(), "effects": len(g)})
+    return pd.DataFrame(rows, columns=["variable", "level", "studies", "samples", "effects"])
+
+
+# ---------------------------------------------------------------------------------------------
+# every model at once (kept for the report layer's tests; the notebooks use headline_model)
+
+
+def _legacy_labels(df: pd.DataFrame) -> list[str]:
     lab = df["study_id"].astype(str)
     dup = lab.duplicated(keep=False)
     return [f"{s} ({e.split('_')[-1]})" if d else s
@@ -138,7 +541,7 @@ def pooled_models(df: pd.DataFrame, method: str = "REML", test: str = "knha",
     out: dict[str, Attempt] = {}
     y, v, s = df["yi"].to_numpy(float), df["vi"].to_numpy(float), df["sample_id"].to_numpy()
     out["random effects"] = attempt("random effects", random_effects, y, v, method=method,
-                                    test=test, labels=_labels(df))
+                                    test=test, labels=_legacy_labels(df))
     t3 = "t" if test == "knha" else "z"
     out["three-level"] = attempt("three-level", three_level, y, v, s,
                                  method="ML" if method == "ML" else "REML", test=t3)
@@ -184,66 +587,3 @@ def pooled_table(models: dict[str, Attempt], df: pd.DataFrame) -> pd.DataFrame:
             "r_pi_lb", "r_pi_ub", "tau2", "I2", "note"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
-
-def subgroup_table(df: pd.DataFrame, moderator: str, method: str = "REML",
-                   test: str = "knha") -> tuple[pd.DataFrame, Attempt]:
-    """Pooled r per level of a moderator (levels with < 2 effects are listed, not pooled) and
-    the test of subgroup differences (Q-between)."""
-    rows = []
-    for level, g in df.groupby(moderator, sort=True, dropna=False):
-        a = attempt(str(level), random_effects, g["yi"], g["vi"], method=method, test=test)
-        row = {"moderator": moderator, "level": str(level), "k": len(g),
-               "n_samples": g["sample_id"].nunique()}
-        if a.ok:
-            r = a.result
-            row.update(r=np.tanh(r.estimate), r_ci_lb=np.tanh(r.ci_lb), r_ci_ub=np.tanh(r.ci_ub),
-                       tau2=r.tau2, I2=r.I2)
-        else:
-            row["note"] = f"not pooled: {a.reason}"
-        rows.append(row)
-    test_a = attempt(f"subgroups by {moderator}", subgroup_analysis, df["yi"], df["vi"],
-                     df[moderator].astype(str), method=method, test=test, moderator=moderator)
-    cols = ["moderator", "level", "k", "n_samples", "r", "r_ci_lb", "r_ci_ub", "tau2", "I2",
-            "note"]
-    return pd.DataFrame(rows).reindex(columns=cols), test_a
-
-
-def counts(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Numbers of studies, samples and effects by each level of each column (tidy)."""
-    rows = []
-    for c in columns:
-        for level, g in df.groupby(c, sort=True, dropna=False):
-            rows.append({"variable": c, "level": str(level), "studies": g["study_id"].nunique(),
-                         "samples": g["sample_id"].nunique(), "effects": len(g)})
-    return pd.DataFrame(rows, columns=["variable", "level", "studies", "samples", "effects"])
-
-
-def bias_verdict(results: dict[str, Attempt], k: int) -> str:
-    """A plain-language reading of the funnel-asymmetry and adjustment results."""
-    parts = []
-    if k < 10:
-        parts.append(f"With k = {k} studies, every test of small-study effects has little power; "
-                     "a non-significant test is not evidence that bias is absent.")
-    eg = results.get("egger")
-    if eg is not None and eg.ok:
-        sig = eg.result.pval < 0.10
-        parts.append(
-            f"Egger's regression test {'suggests' if sig else 'does not suggest'} funnel "
-            f"asymmetry (p = {eg.result.pval:.3f})."
-        )
-    tf = results.get("trim-and-fill")
-    if tf is not None and tf.ok:
-        t = tf.result
-        parts.append(
-            f"Trim-and-fill imputes {t.k0} stud{'y' if t.k0 == 1 else 'ies'} on the {t.side} side; "
-            f"the adjusted r is {np.tanh(t.estimate):.3f}."
-        )
-    pp = results.get("PET-PEESE")
-    if pp is not None and pp.ok:
-        p = pp.result
-        parts.append(f"The conditional PET-PEESE estimate ({p.chosen}) is r = "
-                     f"{np.tanh(p.estimate):.3f}.")
-    for name, a in results.items():
-        if not a.ok:
-            parts.append(f"{name} could not be run: {a.reason}")
-    return " ".join(parts)
