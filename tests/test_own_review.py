@@ -219,3 +219,21 @@ def test_import_excel(review, tmp_path):
     rows = import_effects(path, path=review / "studies")
     assert len(rows) == 16
     np.testing.assert_allclose(rows["yi"], REF["yi"], rtol=1e-12, atol=1e-15)
+
+
+def test_import_partial_r_with_covariates_as_metafor_zpcor(review):
+    # expected: tests/reference/metafor_escalc.json, escalc(measure = "ZPCOR", ti, ni, mi) on
+    # dat.aloe2013, where mi counts the alliance's predictor too (n_covariates = mi - 1)
+    ref = json.loads((ROOT / "tests" / "reference" / "metafor_escalc.json").read_text())
+    ids = [f"Aloe{2001 + i}" for i in range(len(ref["n"]))]
+    q = np.array(ref["preds"]) - 1
+    as_r = pd.DataFrame({"study_id": ids, "r": ref["pcor"], "n": ref["n"], "n_covariates": q})
+    rows = import_effects(as_r, path=review / "studies", dry_run=True)
+    assert set(rows["stat_type"]) == {"partial_r"} and set(rows["r_kind"]) == {"partial"}
+    np.testing.assert_allclose(rows["yi"], ref["zpcor_yi"], rtol=1e-12)
+    np.testing.assert_allclose(rows["vi"], ref["zpcor_vi"], rtol=1e-12)
+    as_z = pd.DataFrame({"study_id": ids, "yi": ref["zpcor_yi"], "vi": ref["zpcor_vi"],
+                         "n_covariates": q})
+    rows = import_effects(as_z, path=review / "studies")
+    assert list(rows["n"]) == ref["n"]
+    np.testing.assert_allclose(rows["vi"], ref["zpcor_vi"], rtol=1e-12)

@@ -6,12 +6,15 @@ Accepted input (CSV, TSV or Excel, or a DataFrame), after ``rename``:
 - the codebook's columns (``stat_type``, ``stat_value``, ``n``, ...), or one of two shorthands
   that meta-analysts already have:
 - ``r`` + ``n``: a correlation aligned so that positive means stronger alliance with better
-  outcome; stored as ``stat_type = r``, ``sign = 1``.
-- ``yi`` + ``vi``: Fisher's z and its sampling variance, as ``metafor::escalc(measure = "ZCOR")``
-  writes them (Fisher 1921: ``vi = 1 / (n - 3)``). Stored as ``stat_type = r`` with
-  ``stat_value = tanh(yi)`` at full precision and ``n = 3 + 1 / vi``, so that the loader's own
-  conversion gives back yi and vi exactly. A ``vi`` that is not ``1 / (n - 3)`` for a whole n
-  (a variance from another formula) is refused rather than changed; give ``r`` and ``n`` then.
+  outcome; stored as ``stat_type = r``, ``sign = 1``. With ``n_covariates`` it is a partial r
+  (``stat_type = partial_r``, ``r_kind = partial``), whose variance the loader takes from
+  metafor's ``escalc(measure = "ZPCOR")`` (Aloe & Thompson 2013).
+- ``yi`` + ``vi``: Fisher's z and its sampling variance, as ``metafor::escalc`` writes them
+  (``ZCOR``, Fisher 1921: ``vi = 1 / (n - 3)``; with ``n_covariates``, ``ZPCOR``:
+  ``vi = 1 / (n - n_covariates - 2)``). Stored as an r with ``stat_value = tanh(yi)`` at full
+  precision and ``n = 3 + 1 / vi`` (or ``n_covariates + 2 + 1 / vi``), so that the loader's own
+  conversion gives back yi and vi exactly. A ``vi`` that does not come from a whole n (a variance
+  from another formula) is refused rather than changed; give ``r`` and ``n`` then.
 
 ``study_id`` is required; ``sample_id``, ``es_id``, ``year``, ``r_kind`` and the codebook's
 moderators are optional. A study label that is not an id of the codebook's form (``Smith2010``),
@@ -150,8 +153,13 @@ def _shorthand(df: pd.DataFrame, problems: list[Problem], file: str) -> None:
         r = df.at[idx, "r"] if "r" in has else ""
         yi = df.at[idx, "yi"] if "yi" in has else ""
         vi = df.at[idx, "vi"] if "vi" in has else ""
+        q = df.at[idx, "n_covariates"]
+        stat = "partial_r" if q else "r"
+        if q and not q.isdigit():
+            problems.append(Problem(file, i + 2, "n_covariates", f"{q!r} is not a whole number"))
+            continue
         if r:
-            df.loc[idx, ["stat_type", "stat_value"]] = ["r", r]
+            df.loc[idx, ["stat_type", "stat_value"]] = [stat, r]
         elif yi or vi:
             try:
                 y, v = float(yi), float(vi)
@@ -162,24 +170,25 @@ def _shorthand(df: pd.DataFrame, problems: list[Problem], file: str) -> None:
             if not (np.isfinite(y) and np.isfinite(v) and v > 0):
                 problems.append(Problem(file, i + 2, "vi", f"vi = {vi} must be a positive number"))
                 continue
-            n_z = 3.0 + 1.0 / v
+            n_z = (int(q) + 2.0 if q else 3.0) + 1.0 / v  # ZPCOR / ZCOR variance solved for n
             n_given = df.at[idx, "n"]
             if abs(n_z - round(n_z)) > _VI_WHOLE_N_TOL * n_z:
-                problems.append(Problem(file, i + 2, "vi", f"vi = {vi} is not 1/(n - 3) for a whole n "
+                form = "1/(n - n_covariates - 2)" if q else "1/(n - 3)"
+                problems.append(Problem(file, i + 2, "vi", f"vi = {vi} is not {form} for a whole n "
                                         "(a variance from another formula?); give r and n instead"))
                 continue
             if n_given and n_given != str(round(n_z)):
                 problems.append(Problem(file, i + 2, "n", f"n = {n_given} but vi = {vi} means "
-                                        f"n = {round(n_z)} (vi = 1/(n - 3))"))
+                                        f"n = {round(n_z)}"))
                 continue
-            df.loc[idx, ["stat_type", "stat_value", "n"]] = ["r", repr(float(np.tanh(y))),
+            df.loc[idx, ["stat_type", "stat_value", "n"]] = [stat, repr(float(np.tanh(y))),
                                                             str(round(n_z))]
         else:
             continue  # the validator reports the missing statistic
         if not df.at[idx, "sign"]:
             df.loc[idx, "sign"] = "1"  # the shorthand's r is already aligned
         if not df.at[idx, "r_kind"]:
-            df.loc[idx, "r_kind"] = "zero-order"
+            df.loc[idx, "r_kind"] = "partial" if q else "zero-order"
 
 
 def _number_within_study(df: pd.DataFrame, existing: pd.DataFrame) -> None:
