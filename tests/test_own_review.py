@@ -180,6 +180,12 @@ def test_import_r_and_n_with_rename_ids_and_bibliography(review):
     np.testing.assert_allclose(rows["yi"], REF["yi"], rtol=1e-12, atol=1e-15)
     bib = (review / "studies" / "references.bib").read_text()
     assert bib.count("@misc{") == 16 and "@misc{Axelsson2011," in bib
+    # importing the same file again finds the same studies, so its rows are duplicates
+    before = (review / "studies" / "effects.csv").read_bytes()
+    with pytest.raises(StudiesValidationError, match="the same effect"):
+        import_effects(FOREIGN, {"Author": "study_id", "Year": "year", "r_xy": "r", "N": "n"},
+                       review / "studies")
+    assert (review / "studies" / "effects.csv").read_bytes() == before
 
 
 def test_import_yi_vi_and_refusals_write_nothing(review, tmp_path):

@@ -110,11 +110,21 @@ def _slug(label: str) -> str:
     return next((w for w in words if w), "")
 
 
-def _study_ids(df: pd.DataFrame, taken: set[str], problems: list[Problem], file: str) -> None:
-    """Make study_id the codebook's id (letters + year), keeping a foreign label in notes."""
+_LABEL_NOTE = "study as given in the imported file: "
+
+
+def _study_ids(df: pd.DataFrame, existing: pd.DataFrame, problems: list[Problem], file: str
+               ) -> None:
+    """Make study_id the codebook's id (letters + year), keeping a foreign label in notes; a
+    label imported before gets the id it got then (so a second import is seen as a duplicate)."""
     pattern = _FIELD["study_id"].pattern or ""
     given: dict[tuple[str, str], str] = {}
-    used = set(taken)
+    used = set(existing.get("study_id", []))
+    for sid, year, note in zip(existing.get("study_id", []), existing.get("year", []),
+                               existing.get("notes", []), strict=True):
+        if isinstance(note, str) and note.startswith(_LABEL_NOTE):
+            label = note[len(_LABEL_NOTE):].split("; ", 1)[0]
+            given[(label, "" if pd.isna(year) else str(year))] = sid
     for i, (label, year) in enumerate(zip(df["study_id"], df["year"], strict=True)):
         if not label or re.fullmatch(pattern, label):
             continue
@@ -138,7 +148,7 @@ def _study_ids(df: pd.DataFrame, taken: set[str], problems: list[Problem], file:
         new = given.get((label, year))
         if new and new != label:
             df.loc[df.index[i], "study_id"] = new
-            note = f"study as given in the imported file: {label}"
+            note = f"{_LABEL_NOTE}{label}"
             old = df.at[df.index[i], "notes"]
             df.loc[df.index[i], "notes"] = f"{note}; {old}" if old else note
 
@@ -215,8 +225,8 @@ def _bib_entries(df: pd.DataFrame, known: str, file: str) -> str:
     for sid, rows in df.groupby("study_id", sort=False):
         if not sid or re.search(r"@\s*\w+\s*[{(]\s*" + re.escape(sid) + r"\s*,", known):
             continue
-        label = next((n.split(": ", 1)[1].split(";")[0] for n in rows["notes"]
-                      if n.startswith("study as given")), sid)
+        label = next((n[len(_LABEL_NOTE):].split("; ", 1)[0] for n in rows["notes"]
+                      if n.startswith(_LABEL_NOTE)), sid)
         year = next((y for y in rows["year"] if y), "")
         doi = next((d for d in rows["doi"] if d), "")
         fields = [f"  title = {{Study {label}, imported from {Path(file).name} by alliance-meta "
@@ -284,7 +294,7 @@ def import_effects(source: str | os.PathLike | pd.DataFrame,
         df["provenance"] = df["provenance"].where(df["provenance"] != "", EXTERNAL)
     studies = studies_dir(path)
     existing = load_studies(studies) if (studies / "effects.csv").exists() else pd.DataFrame()
-    _study_ids(df, set(existing.get("study_id", [])), problems, file)
+    _study_ids(df, existing, problems, file)
     _shorthand(df, problems, file)
     _number_within_study(df, existing)
     if problems:

@@ -5,7 +5,8 @@
   (passed to the kernels as ``$ALLIANCE_META_STUDIES``, so a notebook's ``data_path = None``
   means this review's data, not the package's).
 - Incremental: a run's content hash covers its notebook, its parameters, the files of the
-  studies folder (and any extra ``data`` files) and the package's source; a run whose hash matches the manifest's is skipped (``force`` re-runs all).
+  studies folder (and any extra ``data`` files) and the package's source; a run whose hash
+  matches the manifest's is skipped (``force`` re-runs all).
 - Nothing lost: a run executes into outputs/.tmp/ and is moved into place only on success; a
   failing run keeps its previous outputs and its previous manifest entry, the other runs finish,
   and the report says which failed (the command exits non-zero).
@@ -64,7 +65,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         from .project import find_review
 
         path = find_review().pipeline
-    path = Path(path)
+    path = Path(path).resolve()  # the kernels run in the notebooks' folder: no relative paths
     if not path.exists():
         raise FileNotFoundError(f"pipeline config {path} not found")
     try:
