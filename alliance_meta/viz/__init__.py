@@ -6,7 +6,8 @@ object of :mod:`alliance_meta.stats`."""
 
 from .baujat import baujat_plot
 from .bubble import bubble_plot
-from .forest import forest_plot
+from .dataset import dataset_overview, moderator_distribution
+from .forest import forest_pages, forest_plot
 from .funnel import funnel_plot
 from .multiverse import estimate_histogram, share_significant_plot, specification_curve
 from .orchard import orchard_plot
@@ -21,12 +22,15 @@ __all__ = [
     "theme",
     "save_figure",
     "forest_plot",
+    "forest_pages",
     "funnel_plot",
     "bubble_plot",
     "baujat_plot",
     "leave_one_out_plot",
     "cumulative_plot",
     "orchard_plot",
+    "dataset_overview",
+    "moderator_distribution",
     "specification_curve",
     "estimate_histogram",
     "share_significant_plot",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib import transforms as mtransforms
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -25,11 +26,23 @@ from .theme import (
     theme,
 )
 
-# candidate label offsets (points) around a point, nearest first: (dx, dy, ha, va)
-_NEAR = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
-         (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
-         (6, 0, "left", "center"), (-6, 0, "right", "center")]
-_CANDIDATES = [(dx * f, dy * f, ha, va) for f in (1.0, 2.5, 4.5) for dx, dy, ha, va in _NEAR]
+
+def _candidates() -> list[tuple[float, float, str, str]]:
+    """Label offsets (points) around a point, nearest first, 16 directions per ring; the text
+    is anchored on the side facing the point: (dx, dy, ha, va)."""
+    out = []
+    for rad in (4.5, 9.0, 15.0, 23.0, 33.0, 45.0, 60.0, 80.0, 105.0, 135.0):
+        for ang in np.deg2rad([37, -37, 143, -143, 90, -90, 0, 180,
+                               15, -15, 165, -165, 65, -65, 115, -115]):
+            c, s = np.cos(ang), np.sin(ang)
+            ha = "left" if c > 0.3 else "right" if c < -0.3 else "center"
+            va = "bottom" if s > 0.3 else "top" if s < -0.3 else "center"
+            out.append((round(rad * c, 2), round(rad * s, 2), ha, va))
+    return out
+
+
+_CANDIDATES = _candidates()
+_PAD = 1.5  # pixels kept free around every placed label
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -54,25 +67,33 @@ def _place_labels(fig: Figure, ax: Axes, x, y, labels: list[str], order) -> None
     for i in order:
         best, best_cost = None, np.inf
         for dx, dy, ha, va in _CANDIDATES:
-            t = ax.annotate(labels[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
-                            ha=ha, va=va, fontsize=7, color=INK, gid="label",
-                            annotation_clip=False)
+            t = _label(fig, ax, x[i], y[i], labels[i], dx, dy, ha, va)
             e = t.get_window_extent(r).extents
             t.remove()
             outside = max(box[0] - e[0], 0) + max(e[2] - box[2], 0) + max(box[1] - e[1], 0) \
                 + max(e[3] - box[3], 0)
-            cost = 1e6 * outside + float(_overlap(e, np.vstack(taken)).sum())
+            cost = 1e6 * outside + float(_overlap(e + [-_PAD, -_PAD, _PAD, _PAD],
+                                                  np.vstack(taken)).sum())
             if cost < best_cost:
                 best, best_cost = (dx, dy, ha, va, e), cost
             if cost == 0:
                 break
         dx, dy, ha, va, e = best
-        far = abs(dx) > 6 or abs(dy) > 6
-        ax.annotate(labels[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
-                    ha=ha, va=va, fontsize=7, color=INK, gid="label", annotation_clip=False,
-                    arrowprops=dict(arrowstyle="-", color="0.5", lw=0.5, shrinkA=0, shrinkB=2)
-                    if far else None)
+        _label(fig, ax, x[i], y[i], labels[i], dx, dy, ha, va)
+        if np.hypot(dx, dy) > 6:  # a leader line from the point to the label's edge
+            ex = min(max(pts[i, 0], e[0]), e[2])
+            ey = min(max(pts[i, 1], e[1]), e[3])
+            lx, ly = ax.transData.inverted().transform((ex, ey))
+            ax.plot([x[i], lx], [y[i], ly], color="0.6", lw=0.5, zorder=2, gid="label_leader",
+                    clip_on=False)
         taken.append(e[None, :])
+
+
+def _label(fig: Figure, ax: Axes, x: float, y: float, s: str, dx: float, dy: float, ha: str,
+           va: str):
+    tr = ax.transData + mtransforms.ScaledTranslation(dx / 72.0, dy / 72.0, fig.dpi_scale_trans)
+    return ax.text(x, y, s, transform=tr, ha=ha, va=va, fontsize=7, color=INK, gid="label",
+                   clip_on=False, parse_math=False)
 
 
 def baujat_plot(

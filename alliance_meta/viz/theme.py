@@ -301,7 +301,9 @@ def _model(res, who: str, model_label: str | None = None, need_studies: bool = F
         re_model, tau2_zero = True, sb + sw <= 1e-10
         weights = getattr(res, "weights", None)
         weights = _three_level_weights(res) if weights is None else weights
-    elif hasattr(res, "vcov") and hasattr(res, "tval"):  # CR2 cluster-robust
+    elif type(res).__name__.startswith("Robust") or (
+            hasattr(res, "n_clusters") and hasattr(res, "model") and not hasattr(res, "tau2")):
+        # CR2 cluster-robust
         df = _first(getattr(res, "df", getattr(res, "dfs", np.inf)))
         kind = f"CR2 t({df:.3g})"
         base = str(getattr(res, "model", "model"))
@@ -378,15 +380,27 @@ _METADATA = {
 }
 
 
+def _png_dpi(fig: Figure, dpi: float, max_side: int | None) -> float:
+    if max_side is None:
+        return dpi
+    side_in = float(max(fig.get_size_inches()))
+    return float(max(72.0, min(dpi, np.floor(max_side / side_in))))
+
+
 def save_figure(
     fig: Figure,
     path_stem: str | os.PathLike,
     formats: Sequence[str] = ("svg", "png", "pdf"),
     *,
     dpi: float = 300,
+    max_png_side: int | None = 6000,
 ) -> dict[str, Path]:
     """Write ``fig`` as ``<path_stem>.<fmt>`` for each format (svg, png, pdf) and return the
     paths by format.
+
+    The PNG is written at ``dpi`` unless its longer side would exceed ``max_png_side`` pixels
+    (a tall forest plot); then its dpi is lowered to fit (never below 72), so raster files stay
+    small while SVG and PDF keep every row sharp. ``max_png_side=None`` turns this off.
 
     Output is deterministic: the same figure gives byte-identical files (fixed
     ``svg.hashsalt``, no date in SVG or PDF metadata, text as paths in SVG, TrueType subsets in
@@ -401,6 +415,9 @@ def save_figure(
     fmts = [str(x).lower().lstrip(".") for x in formats]
     if not fmts:
         raise ValueError(f"{who}: formats is empty; give one or more of svg, png, pdf")
+    if max_png_side is not None and (not isinstance(max_png_side, (int, np.integer))
+                                     or max_png_side < 100):
+        raise ValueError(f"{who}: max_png_side must be an integer >= 100 or None")
     bad = [x for x in fmts if x not in _METADATA]
     if bad:
         raise ValueError(f"{who}: unsupported format(s) {bad}; use svg, png or pdf")
@@ -420,7 +437,8 @@ def save_figure(
             for fmt in fmts:
                 tmp = str(stem.with_name(f".{stem.name}.{fmt}.{uuid.uuid4().hex}.tmp"))
                 temps.append((fmt, tmp))
-                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=_METADATA[fmt])
+                fig.savefig(tmp, format=fmt, dpi=_png_dpi(fig, dpi, max_png_side) if fmt == "png"
+                            else dpi, metadata=_METADATA[fmt])
         for fmt, tmp in temps:
             target = stem.with_name(f"{stem.name}.{fmt}")
             os.replace(tmp, target)
