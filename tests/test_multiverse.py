@@ -97,9 +97,11 @@ def rows(data: pd.DataFrame) -> pd.DataFrame:
 
 
 def check(row: pd.Series, est, se, pval, lb, ub) -> None:
+    """The row equals the given values (scalars, or the first coefficient of arrays)."""
     assert row["status"] == "ok", row["reason"]
+    expected = [float(np.ravel(x)[0]) for x in (est, se, pval, lb, ub)]
     np.testing.assert_allclose([row["estimate"], row["se"], row["pval"], row["ci_lb"],
-                                row["ci_ub"]], [est, se, pval, lb, ub], rtol=RTOL)
+                                row["ci_ub"]], expected, rtol=RTOL)
     assert row["r"] == pytest.approx(math.tanh(row["estimate"]), rel=1e-15)
 
 
@@ -246,7 +248,7 @@ def test_beta_factor_drops_beta_converted_effects(data):
     assert t.loc["drop", "k"] == (d["stat_type"] != "beta").sum()
     kept = d[d["stat_type"] != "beta"]
     rb = am.robust(am.random_effects(kept["yi"], kept["vi"]), kept["sample_id"])
-    check(t.loc["drop"], rb.coef[0], rb.se[0], rb.pval[0], rb.ci_lb[0], rb.ci_ub[0])
+    check(t.loc["drop"], rb.coef, rb.se, rb.pval, rb.ci_lb, rb.ci_ub)
     # a default level only when the data have beta-converted effects
     assert default_factors(d)["beta"] == ["include", "drop"]
     assert default_factors(data)["beta"] == ["include"]
@@ -289,7 +291,7 @@ def test_robust_agrees_with_cr2_on_random_effects(result, data, method):
     rb = am.robust(am.random_effects(d["yi"], d["vi"], method=method), d["sample_id"])
     # knha: CR2 with Satterthwaite t, as robust() (clubSandwich)
     row = spec(result, dependency="robust", method=method, test="knha", bias="none")
-    check(row, rb.coef[0], rb.se[0], rb.pval[0], rb.ci_lb[0], rb.ci_ub[0])
+    check(row, rb.coef, rb.se, rb.pval, rb.ci_lb, rb.ci_ub)
     assert row["k"] == len(d)
     # z does not apply to CR2 inference: not a specification
     assert not ((result.table["dependency"] == "robust") & (result.table["test"] == "z")).any()
@@ -300,7 +302,7 @@ def test_three_level_agrees_with_three_level(result, data):
     for test, theirs in (("z", "z"), ("knha", "t")):
         tl = am.three_level(d["yi"], d["vi"], d["sample_id"], method="REML", test=theirs)
         row = spec(result, dependency="three-level", method="REML", test=test, bias="none")
-        check(row, tl.coef[0], tl.se[0], tl.pval[0], tl.ci_lb[0], tl.ci_ub[0])
+        check(row, tl.coef, tl.se, tl.pval, tl.ci_lb, tl.ci_ub)
         assert row["tau2"] == pytest.approx(tl.sigma2_between + tl.sigma2_within, rel=1e-12)
 
 
@@ -357,7 +359,7 @@ def test_vectorised_cr2_equals_robust_for_a_batch():
                                codes)
     for j, f in enumerate(fits):
         rb = am.robust(f, d["sample_id"])
-        np.testing.assert_allclose([b[j], se[j], df[j]], [rb.coef[0], rb.se[0], rb.df[0]],
+        np.testing.assert_allclose([b[j], se[j], df[j]], [np.ravel(x)[0] for x in (rb.coef, rb.se, rb.df)],
                                    rtol=1e-12)
 
 

@@ -214,7 +214,9 @@ def _pet_peese_rows(y, v, methods: list[str], design: _Design, codes=None) -> di
     """PET-PEESE with random-effects meta-regressions for every estimator in ``methods``; with
     ``codes``, CR2 inference by cluster (Satterthwaite t). Returns method -> {test: (est, se,
     pval, lb, ub, chosen)} or the reason it failed. tau^2 is estimated per estimator; the
-    fits at that tau^2 (and the CR2 kernel) are one batch over every estimator."""
+    fits at that tau^2 (and the CR2 kernel) are one batch over every estimator. Without
+    ``codes``, ``"side"`` holds the side trim-and-fill assumes missing studies on: PET is
+    the Egger-type regression on sqrt(vi) whose slope trim_and_fill reads (positive: left)."""
     k = y.size
     X1 = _pp_designs(v)
     Y, V = np.broadcast_to(y, (2, k)), np.broadcast_to(v, (2, k))
@@ -245,6 +247,7 @@ def _pet_peese_rows(y, v, methods: list[str], design: _Design, codes=None) -> di
             f = _fit_batch(Yb, Vb, X, "REML", test, tau2=t2, need_het=False)
             b0, se0 = f.beta[:, 0], np.sqrt(f.vb[:, 0, 0])
             for j, meth in enumerate(good):
+                rows[meth]["side"] = "left" if f.beta[2 * j, 1] >= 0 else "right"
                 sl = slice(2 * j, 2 * j + 2)
                 rows[meth][test] = _choose(b0[sl], se0[sl], np.full(2, k - 2.0), test,
                                            design.level)
@@ -346,21 +349,26 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
                     cell.put(cell.ix(dep, method, test, "none"), k, float(b), float(se),
                              float(p), float(lb), float(ub))
         if "trim-and-fill" in biases and dep != "robust":
-            _trim_fill_cell(cell, dep, method, yd, vd, design)
+            side = pp[method].get("side") if isinstance(pp.get(method), dict) else None
+            _trim_fill_cell(cell, dep, method, yd, vd, design, fit.tau2, side)
         if "PET-PEESE" in biases:
             rows = pp[method]
             if isinstance(rows, str):
                 cell.fail(cell.ix(dep, method, None, "PET-PEESE"), rows)
                 continue
-            for test, (b, se, p, lb, ub, chosen) in rows.items():
-                cell.put(cell.ix(dep, method, test, "PET-PEESE"), k, b, se, p, lb, ub, chosen)
+            for test in design.test:
+                cell.put(cell.ix(dep, method, test, "PET-PEESE"), k, *rows[test])
 
 
-def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design) -> None:
+def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design, tau2: float,
+                    side: str | None) -> None:
+    """Trim-and-fill of the fit with estimator ``method`` (tau^2 already estimated: ``tau2``);
+    ``side`` from the PET regression when the grid fitted it (else trim_and_fill finds it)."""
     ixb = cell.ix(dep, method, None, "trim-and-fill")
     try:
-        base = random_effects(yd, vd, method=method, test="z", level=design.level)
-        tf = _bias.trim_and_fill(base)
+        base = random_effects(yd, vd, method=method, test="z", level=design.level,
+                              tau2=None if method == "FE" else tau2)
+        tf = _bias.trim_and_fill(base, side=side)
     except Exception as e:  # noqa: BLE001 - recorded as the reason
         cell.fail(ixb, _reason(e))
         return
@@ -400,7 +408,7 @@ def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) ->
             continue
         cell.num["tau2"][ixm] = tl.sigma2_between + tl.sigma2_within
         cell.num["I2"][ixm] = tl.I2_between + tl.I2_within
-        b, se = float(tl.coef[0]), float(tl.se[0])
+        b, se = float(np.ravel(tl.coef)[0]), float(np.ravel(tl.se)[0])
         if "none" in biases:
             for test in design.test:
                 p, lb, ub = _inference(b, se, test, k - 1, design.level)
