@@ -1,14 +1,13 @@
 """The results layer: APA formatting, generated paragraphs whose every number is found in the
 table it comes from, Table 1 labels from references.bib, and the report/caption files.
 
-Expected numbers come from the fitted result objects and from workbench.pooled_table (the
-run's pooled.csv), never typed by hand; the formatting rules come from the APA Publication
-Manual (7th ed., sections 6.36 and 7.21), quoted beside each check."""
+Expected numbers come from the fitted result objects' own tables (``summary()``,
+``variance_components()``), never typed by hand; the formatting rules come from the APA
+Publication Manual (7th ed., sections 6.36 and 7.21), quoted beside each check."""
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 
 import alliance_meta as am
 from alliance_meta.workflow import report as rp
-from alliance_meta.workflow import workbench as wb
 from alliance_meta.workflow.apa import (
     MINUS,
     apa_table,
@@ -67,7 +65,24 @@ def effects():
 
 @pytest.fixture(scope="module")
 def models(effects):
-    return wb.pooled_models(effects, method="REML", test="knha")
+    """The headline candidates of a run, fitted directly (REML; Knapp-Hartung / t tests)."""
+    y, v, s = effects["yi"], effects["vi"], effects["sample_id"]
+    re = am.random_effects(y, v, method="REML", test="knha")
+    ag = am.aggregate(y, v, s, rho=0.5)
+    return {"random effects": re, "three-level": am.three_level(y, v, s, test="t"),
+            "robust (CR2)": am.robust(re, s),
+            "aggregated per sample": am.random_effects(ag["yi"], ag["vi"], test="knha")}
+
+
+def _table(res) -> dict:
+    """The result's own table as one dict: summary() (+ variance_components() for three-level)."""
+    row = res.summary().iloc[0].to_dict()
+    if hasattr(res, "variance_components"):
+        vc = res.variance_components()
+        row.update(sigma2_between=vc["sigma2"].iloc[0], sigma2_within=vc["sigma2"].iloc[1],
+                   I2_between=vc["I2"].iloc[0], I2_within=vc["I2"].iloc[1],
+                   tau2=vc["sigma2"].sum(), I2=vc["I2"].sum())
+    return row
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,17 +141,18 @@ def test_apa_table_rounds_and_merges_intervals():
 
 
 @pytest.mark.parametrize("name", ["random effects", "three-level", "aggregated per sample"])
-def test_headline_equals_the_pooled_table(effects, models, name):
-    # expected: workbench.pooled_table, which writes the run's tables/pooled.csv
-    table = wb.pooled_table(models, effects).set_index("model")
-    row = table.loc[name]
+def test_headline_equals_the_result_table(effects, models, name):
+    # expected: the fitted result's own summary() / variance_components()
+    row = _table(models[name])
     h = rp.headline(models[name], effects, rho=0.5 if name.startswith("aggregated") else None)
     for col in ("r", "r_ci_lb", "r_ci_ub", "tau2", "I2", "pval"):
         assert getattr(h, col) == pytest.approx(row[col], rel=1e-12), col
-    if not math.isnan(row["r_pi_lb"]):
+    if "r_pi_lb" in row:
         assert (h.r_pi_lb, h.r_pi_ub) == pytest.approx((row["r_pi_lb"], row["r_pi_ub"]))
-    assert h.n_samples == row["n_samples"]
-    assert h.k == len(effects) and h.k_pooled == models[name].result.k
+        assert (h.tau2_ci_lb, h.tau2_ci_ub) == pytest.approx((row["tau2_ci_lb"],
+                                                              row["tau2_ci_ub"]))
+    assert h.n_samples == effects["sample_id"].nunique()
+    assert h.k == len(effects) and h.k_pooled == models[name].k
     # total N counts each sample once, at its largest n
     assert h.N == effects.groupby("sample_id")["n"].max().sum()
 
@@ -171,12 +187,12 @@ def test_every_number_in_the_results_paragraph_is_in_the_table(effects, models, 
     assert len(printed) >= 10
     stray = [x for x in printed if x not in allowed]
     assert not stray, f"numbers not in the headline table: {stray}\n{text}"
-    # and the headline numbers against the pooled table the run writes (pooled.csv)
-    row = wb.pooled_table(models, effects).set_index("model").loc[name]
+    # and the headline numbers against the result's own table
+    row = _table(models[name])
     m = re.search(r"r = (\S+), 95% CI \[(\S+), (\S+)\]", text)
     assert [parse_number(g) for g in m.groups()] == pytest.approx(
         [round(row[c], 2) for c in ("r", "r_ci_lb", "r_ci_ub")])
-    assert f"k = {len(effects)} effects from {row['n_samples']} samples" in text
+    assert f"k = {len(effects)} effects from {effects['sample_id'].nunique()} samples" in text
     if name == "random effects":
         pi = re.search(r"prediction interval .* was \[(\S+), (\S+)\]", text).groups()
         assert [parse_number(x) for x in pi] == pytest.approx(
@@ -184,13 +200,13 @@ def test_every_number_in_the_results_paragraph_is_in_the_table(effects, models, 
         assert f"\u03c4\u00b2 = {fmt_var(row['tau2'])}" in text
         assert f"I\u00b2 = {fmt_pct(row['I2'])}%" in text
     else:
-        res = models[name].result
+        res = models[name]
         assert f"I\u00b2 = {fmt_pct(res.I2_between)}% between" in text
         assert f"\u03c3\u00b2 between samples = {fmt_var(res.sigma2_between)}" in text
 
 
 def test_robust_paragraph_reports_the_cr2_test(effects, models):
-    rob = models["robust (CR2)"].result
+    rob = models["robust (CR2)"]
     text = rp.results_paragraph(models["random effects"], effects, robust=rob)
     # expected: the RobustResult's own Satterthwaite df, t and CI
     assert f"t({fmt_df(rob.df[0])}) = {fmt_num(rob.tval[0])}" in text
@@ -237,7 +253,9 @@ def test_bias_sentences_numbers_come_from_the_results(effects):
     assert f"imputed {tf.k0} effect" in text and fmt_r(np.tanh(tf.estimate)) in text
     assert f"was {fmt_int(fs.fsnum)}" in text
     assert "Sterne et al., 2011" in text
-    failed = wb.Attempt("selection model", None, "needs at least 10 effects")
+    from alliance_meta.workflow.workbench import Attempt
+
+    failed = Attempt("selection model", None, "needs at least 10 effects")
     assert "could not be run (needs at least 10 effects)" in rp.bias_sentences({"x": failed})
 
 
@@ -267,7 +285,7 @@ def test_write_report_is_deterministic_and_lists_cited_references(tmp_path, effe
                     caution="Demonstration, not a synthesis.")
     assert first == (p.read_bytes(), (p.parent / rp.HEADLINE_FILE).read_bytes())
     head = json.loads((p.parent / rp.HEADLINE_FILE).read_text())
-    assert head["r"] == pytest.approx(np.tanh(models["three-level"].result.estimate))
+    assert head["r"] == pytest.approx(np.tanh(models["three-level"].estimate))
     assert head["k"] == len(effects)
 
 

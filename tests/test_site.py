@@ -21,7 +21,6 @@ from test_report import make_effects
 import alliance_meta as am
 from alliance_meta.workflow import report as rp
 from alliance_meta.workflow import site
-from alliance_meta.workflow import workbench as wb
 from alliance_meta.workflow.apa import fmt_ci, fmt_int, fmt_pct, fmt_r, fmt_var
 
 GIT_DATE = "2024-05-01T12:00:00+00:00"
@@ -70,9 +69,11 @@ def _review(tmp_path: Path, per_sample=(1, 2, 1, 3, 1, 1, 2, 1), syntheses: bool
 def _write_run(cfg, df):
     """What a pooled run writes: report.md + headline.json, a figure with its caption, a table."""
     run = cfg.output_dir / "02_pooled-all"
-    models = wb.pooled_models(df)
-    rp.write_report(run, models["three-level"], df, title="All effects")
-    wb.Outputs(run, formats=("png",)).table(wb.pooled_table(models, df), "pooled")
+    tl = am.three_level(df["yi"], df["vi"], df["sample_id"], test="t")
+    rp.write_report(run, tl, df, title="All effects")
+    (run / "tables").mkdir(parents=True, exist_ok=True)
+    rp.headline(tl, df).to_frame().to_csv(run / "tables" / "pooled.csv", index=False)
+    (run / "figures").mkdir(parents=True, exist_ok=True)
     from alliance_meta.viz.theme import _new_figure
 
     for name in ("forest", "funnel"):
@@ -84,7 +85,6 @@ def _write_run(cfg, df):
     other = cfg.output_dir / "05_sensitivity" / "tables"
     other.mkdir(parents=True, exist_ok=True)
     (other / "leave_one_out.csv").write_text("left_out,r,pval\nS0_s1,0.2512345,0.00004\n")
-    return models
 
 
 def _text(html: str) -> str:
@@ -206,3 +206,27 @@ def test_site_without_a_pooled_run(tmp_path, missing):
         assert f"{fmt_r(row['r'])}, 95% CI {fmt_ci(row['r_ci_lb'], row['r_ci_ub'])}" in page
     else:
         assert "No pooled run has been executed yet" in page
+
+
+def test_dataset_page_has_table1_and_the_prisma_diagram(tmp_path):
+    from alliance_meta.viz.prisma import prisma_flow, prisma_table
+
+    cfg, df = _review(tmp_path)
+    run = cfg.output_dir / "01_dataset"
+    cfg.runs.insert(0, SimpleNamespace(name="01_dataset", notebook=cfg.runs[0].notebook,
+                                       parameters={}))
+    counts = {"identified": {"search": 30}, "duplicates": 2, "screened": 28, "not_retrieved": 1,
+              "excluded": {"no-statistic": 23}, "included": {"studies": 4, "samples": 8,
+                                                              "effects": len(df)}}
+    (run / "figures").mkdir(parents=True)
+    (run / "tables").mkdir(parents=True)
+    prisma_flow(counts).savefig(run / "figures" / "prisma.svg")
+    prisma_table(counts).to_csv(run / "tables" / "prisma_counts.csv", index=False)
+    rp.record_caption(run, "prisma", "PRISMA 2020 flow diagram of the studies screened.")
+    site.build_site(cfg)
+    page = _text((cfg.output_dir / "site" / "dataset.html").read_text(encoding="utf-8"))
+    # Table 1: author-year labels from the review's references.bib, one row per sample
+    assert "Smith & Jones (2019), sample 1" in page and "Roe et al. (2022), sample 2" in page
+    assert (cfg.output_dir / "site" / "table1.csv").exists()
+    assert "PRISMA 2020 flow diagram of the studies screened." in page
+    assert "Records screened" in page and "searches of the stored pages" in page

@@ -20,8 +20,9 @@ writes the paragraphs, so site, report and tables cannot disagree.
 Contracts read here (written by the runs, see :mod:`.report`): ``<run>/headline.json``,
 ``<run>/report.md``, ``<run>/figures/captions.json`` and ``<run>/tables/captions.json``
 (``{stem: {"caption": ..., "model": ...}}``; a figure without one is captioned by its file
-stem), ``<run>/figures/prisma.*`` with ``<run>/tables/prisma_counts.csv`` (any run); and
-``studies/syntheses.csv``. The site keeps ``outputs/site/history.json``: one headline per
+stem); figures and tables whose names start with ``prisma`` (any run, e.g. 01_dataset's
+``prisma.svg`` and ``prisma_counts.csv``) go to the dataset page; and ``studies/syntheses.csv``
+(with ``studies/syntheses.bib`` for author-year labels). The site keeps ``outputs/site/history.json``: one headline per
 distinct data state, so "what changed" survives re-runs.
 """
 
@@ -152,10 +153,21 @@ class BuildInfo:
     data_hash: str
 
 
+def _studies(cfg) -> Path:
+    return Path(getattr(cfg, "studies", None) or cfg.root / "studies")
+
+
+def _analysed_files(cfg) -> list[Path]:
+    """The files the pooled numbers depend on: the effects and their bibliography (a change
+    of the codebook or of the screening log is not a new data state of the headline)."""
+    studies = _studies(cfg)
+    return [studies / "effects.csv", studies / "references.bib"]
+
+
 def build_info(cfg) -> BuildInfo:
     """Package version; commit and date of the last commit that changed the data (not the wall
     clock, so a rebuild of unchanged data is byte-identical); whether the data differ from that
-    commit; and a hash of the data files."""
+    commit; and a hash of the analysed files (effects and bibliography)."""
     from .. import __version__
 
     files = [str(f) for f in cfg.data_files if f.exists()]
@@ -163,7 +175,7 @@ def build_info(cfg) -> BuildInfo:
     commit, _, date = log.partition(" ")
     dirty = bool(_git(cfg.root, "status", "--porcelain", "--", *files)) if files else False
     h = hashlib.sha256()
-    for f in cfg.data_files:
+    for f in _analysed_files(cfg):
         h.update(f.name.encode())
         h.update(f.read_bytes() if f.exists() else b"<missing>")
     return BuildInfo(__version__, commit or "unknown", date or "unknown", dirty,
@@ -250,7 +262,7 @@ def _syn_label(row) -> str:
 def _read_syntheses(cfg) -> pd.DataFrame | None:
     """studies/syntheses.csv with an author-year ``label`` per row, from studies/syntheses.bib
     (keyed by synthesis_id) when it has the entry, else from the first author as printed."""
-    p = cfg.root / "studies" / "syntheses.csv"
+    p = _studies(cfg) / "syntheses.csv"
     if not p.exists():
         return None
     syn = pd.read_csv(p, dtype=str, keep_default_na=False)
@@ -347,10 +359,11 @@ def _md_to_html(md: str) -> str:
     return "\n".join(out)
 
 
-def _figures(run_dir: Path, run: str) -> list[str]:
+def _figures(run_dir: Path, run: str, prefix: str = "") -> list[str]:
     figdir = run_dir / "figures"
     caps = read_captions(figdir)
-    stems = sorted({p.stem for p in figdir.glob("*.png")} | {p.stem for p in figdir.glob("*.svg")})
+    stems = sorted({p.stem for p in figdir.glob(f"{prefix}*.png")}
+                   | {p.stem for p in figdir.glob(f"{prefix}*.svg")})
     out = []
     for i, stem in enumerate(stems, 1):
         img = next(figdir / f"{stem}.{e}" for e in ("svg", "png") if (figdir / f"{stem}.{e}")
@@ -369,13 +382,13 @@ def _figures(run_dir: Path, run: str) -> list[str]:
     return out
 
 
-def _tables(run_dir: Path, run: str) -> list[str]:
+def _tables(run_dir: Path, run: str, prefix: str = "") -> list[str]:
     from .apa import apa_table
 
     tdir = run_dir / "tables"
     caps = read_captions(tdir)
     out = []
-    for i, p in enumerate(sorted(tdir.glob("*.csv")), 1):
+    for i, p in enumerate(sorted(tdir.glob(f"{prefix}*.csv")), 1):
         try:
             df = pd.read_csv(p)
         except (pd.errors.EmptyDataError, pd.errors.ParserError):
@@ -468,47 +481,35 @@ def _run_summary(cfg, run: str) -> str:
             + (f" ({fmt_int(h['n_samples'])} samples)" if not _nan(h.get("n_samples")) else ""))
 
 
-def _find_prisma(cfg) -> tuple[str | None, Path | None]:
-    for r in _runs(cfg):
-        figdir = cfg.output_dir / r.name / "figures"
-        for ext in ("svg", "png"):
-            if (figdir / f"prisma.{ext}").exists():
-                return r.name, figdir / f"prisma.{ext}"
-    return None, None
-
-
-def _dataset_page(cfg) -> list[str]:
-    body = ["<h1>The dataset</h1>"]
-    effects = next((f for f in cfg.data_files if f.name == "effects.csv"), None)
-    bib = next((f for f in cfg.data_files if f.suffix == ".bib"), None)
+def _dataset_page(cfg, site: Path) -> list[str]:
     from .apa import apa_table
 
-    if effects is not None and effects.exists() and bib is not None and bib.exists():
+    body = ["<h1>The dataset</h1>"]
+    effects, bib = _analysed_files(cfg)
+    if effects.exists() and bib.exists():
         df = pd.read_csv(effects, dtype=str, keep_default_na=False)
         t1 = table1(df, parse_bib(bib)).drop(columns=["study_id", "sample_id"])
         t1["n"] = pd.to_numeric(t1["n"])
+        _write(site / "table1.csv", t1.to_csv(index=False, lineterminator="\n"))
         body.append(apa_table(t1, number=1, title="Characteristics of the included samples",
                               kinds={"n": "int", "k": "int"},
                               note="One row per independent sample; n is the sample's largest "
                                    "analysed n, k its number of effects. Labels from "
-                                   "studies/references.bib.",
-                              csv_href=f"../../{effects.relative_to(cfg.root).as_posix()}"
-                              if effects.is_relative_to(cfg.root) else None))
-    run, fig = _find_prisma(cfg)
+                                   "studies/references.bib.", csv_href="table1.csv"))
     body.append("<h2>PRISMA 2020 flow diagram</h2>")
-    if fig is None:
-        body.append("<p>No run drew the flow diagram yet (it needs "
-                    "<code>studies/screening.csv</code>).</p>")
-    else:
-        body.append(f'<figure><img src="../{html.escape(run)}/figures/{fig.name}" '
-                    'alt="PRISMA 2020 flow diagram of the records screened"><figcaption>'
-                    "<b>Figure 1.</b> PRISMA 2020 flow diagram (Page et al., 2021): records "
-                    "identified, screened, retrieved and assessed, with the reasons for "
-                    "exclusion, from studies/screening.csv.</figcaption></figure>")
-        counts = cfg.output_dir / run / "tables" / "prisma_counts.csv"
-        if counts.exists():
-            body.append(apa_table(pd.read_csv(counts), number=2, title="PRISMA 2020 counts",
-                                  csv_href=f"../{run}/tables/{counts.name}"))
+    found = False
+    for r in _runs(cfg):
+        d = cfg.output_dir / r.name
+        figs = _figures(d, r.name, prefix="prisma")
+        if not figs:
+            continue
+        found = True
+        body.extend(figs)
+        for t in _tables(d, r.name, prefix="prisma"):
+            body.append(t)
+    if not found:
+        body.append("<p>No run drew the flow diagram yet (a figure named <code>prisma</code>, "
+                    "drawn from <code>studies/screening.csv</code>).</p>")
     return body
 
 
@@ -561,7 +562,8 @@ def build_site(cfg) -> Path:
                     f"{nb_link}{': ' + html.escape(summary) if summary else ''}</li>")
     body.append("</ul>")
     _write(site / "index.html", _page("Home", "index.html", nav, body, info))
-    _write(site / "dataset.html", _page("Dataset", "dataset.html", nav, _dataset_page(cfg), info))
+    _write(site / "dataset.html", _page("Dataset", "dataset.html", nav, _dataset_page(cfg, site),
+                                        info))
     if syn is not None:
         _write(site / "syntheses.html", _page(
             "Published syntheses", "syntheses.html", nav,
