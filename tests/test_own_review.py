@@ -200,13 +200,11 @@ def test_import_yi_vi_and_refusals_write_nothing(review, tmp_path):
         import_effects(bad, {"study": "study_id"}, review / "studies")
     assert "<data frame>:2: vi: vi = 0.0251 is not 1/(n - 3)" in str(e.value)
     # a bad value is reported with the file's line and the user's column name
-    path = tmp_path / "mine.csv"
-    pd.DataFrame({"Author": ["Lee2001", "Kim2003"], "r_xy": [0.3, 1.2], "N": [40, 3]}).to_csv(
-        path, index=False)
+    path = tmp_path / "mine.csv"  # a blank line 3 is skipped but counted
+    path.write_text("Author,r_xy,N\nLee2001,0.3,40\n\nKim2003,0.12,3\n", encoding="utf-8")
     with pytest.raises(StudiesValidationError) as e:
         import_effects(path, {"Author": "study_id", "r_xy": "r", "N": "n"}, review / "studies")
-    msg = str(e.value)
-    assert f"{path}:3: n (N in the file): 3 is below the minimum of 4" in msg
+    assert f"{path}:4: n (N in the file): 3 is below the minimum of 4" in str(e.value)
     with pytest.raises(StudiesValidationError, match="no such column"):
         import_effects(path, {"Writer": "study_id"}, review / "studies")
     assert effects.read_bytes() == before

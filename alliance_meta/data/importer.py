@@ -65,21 +65,30 @@ def _cell(x: object) -> str:
     return str(x).strip()
 
 
+def _with_lines(df: pd.DataFrame, lines: list[int]) -> pd.DataFrame:
+    """Index the rows by their line in the source (header = 1) and drop the empty ones."""
+    df = df.set_axis(lines[: len(df)], axis=0)
+    return df[(df != "").any(axis=1)] if len(df.columns) else df
+
+
 def read_table(source: str | os.PathLike | pd.DataFrame, sheet: str | int | None = None
                ) -> tuple[pd.DataFrame, str]:
-    """The table as text cells (one str column per input column) and its name for messages.
+    """The table as text cells, indexed by each row's line in the source (header = line 1, as
+    the validator counts), and the source's name for messages. Empty rows are dropped.
 
     CSV/TSV must be UTF-8 (a byte-order mark is allowed); the delimiter (comma, semicolon, tab)
     is taken from the header line. Excel files are read with pandas (openpyxl), first sheet
     unless ``sheet``. Raises ValueError naming the file and line of bytes that are not UTF-8.
     """
     if isinstance(source, pd.DataFrame):
-        return source.map(_cell).astype(str), "<data frame>"
+        df = source.map(_cell).astype(str)
+        return _with_lines(df, list(range(2, len(df) + 2))), "<data frame>"
     path = Path(source)
     name = str(source)
     if path.suffix.lower() in _EXCEL:
         df = pd.read_excel(path, sheet_name=0 if sheet is None else sheet, dtype=object)
-        return df.map(_cell).astype(str), name
+        df = df.map(_cell).astype(str)
+        return _with_lines(df, list(range(2, len(df) + 2))), name  # the sheet's row numbers
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -89,17 +98,28 @@ def read_table(source: str | os.PathLike | pd.DataFrame, sheet: str | int | None
                          "UTF-8 CSV") from None
     first = text.split("\n", 1)[0]
     delim = max((",", ";", "\t"), key=first.count)
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delim))
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            rec = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise ValueError(f"{name}:{start}: cannot be read as CSV ({e})") from None
+        if any(c.strip() for c in rec):
+            records.append((start, rec))
+    if not records:
         raise ValueError(f"{name}: the file is empty (no header row)")
-    header = [h.strip() for h in rows[0]]
-    body = [r + [""] * (len(header) - len(r)) for r in rows[1:]]
-    too_long = [i for i, r in enumerate(body) if len(r) > len(header)]
-    if too_long:
-        raise ValueError(f"{name}:{too_long[0] + 2}: more fields than the header has "
-                         "(a comma in a cell not quoted?)")
-    return pd.DataFrame(body, columns=header, dtype=str).map(str.strip), name
+    header = [h.strip() for h in records[0][1]]
+    for line, rec in records[1:]:
+        if len(rec) > len(header):
+            raise ValueError(f"{name}:{line}: {len(rec)} fields but the header has {len(header)} "
+                             "(a comma in a cell not quoted?)")
+    body = [[c.strip() for c in rec] + [""] * (len(header) - len(rec)) for _, rec in records[1:]]
+    df = pd.DataFrame(body, columns=header, dtype=str)
+    return df.set_axis([line for line, _ in records[1:]], axis=0), name
 
 
 def _slug(label: str) -> str:
@@ -135,7 +155,7 @@ def _study_ids(df: pd.DataFrame, existing: pd.DataFrame, problems: list[Problem]
         yr = year or (m.group(0) if m else "")
         stem = _slug(label)
         if not stem or not re.fullmatch(r"\d{4}", yr):
-            problems.append(Problem(file, i + 2, "study_id", f"{label!r} is not an id such as "
+            problems.append(Problem(file, int(df.index[i]), "study_id", f"{label!r} is not an id such as "
                                     "Smith2010 and no year to make one (give a year column)"))
             given[key] = label
             continue
@@ -166,7 +186,7 @@ def _shorthand(df: pd.DataFrame, problems: list[Problem], file: str) -> None:
         q = df.at[idx, "n_covariates"]
         stat = "partial_r" if q else "r"
         if q and not q.isdigit():
-            problems.append(Problem(file, i + 2, "n_covariates", f"{q!r} is not a whole number"))
+            problems.append(Problem(file, int(df.index[i]), "n_covariates", f"{q!r} is not a whole number"))
             continue
         if r:
             df.loc[idx, ["stat_type", "stat_value"]] = [stat, r]
@@ -174,21 +194,21 @@ def _shorthand(df: pd.DataFrame, problems: list[Problem], file: str) -> None:
             try:
                 y, v = float(yi), float(vi)
             except ValueError:
-                problems.append(Problem(file, i + 2, "yi" if yi else "vi",
+                problems.append(Problem(file, int(df.index[i]), "yi" if yi else "vi",
                                         "yi and vi must both be numbers"))
                 continue
             if not (np.isfinite(y) and np.isfinite(v) and v > 0):
-                problems.append(Problem(file, i + 2, "vi", f"vi = {vi} must be a positive number"))
+                problems.append(Problem(file, int(df.index[i]), "vi", f"vi = {vi} must be a positive number"))
                 continue
             n_z = (int(q) + 2.0 if q else 3.0) + 1.0 / v  # ZPCOR / ZCOR variance solved for n
             n_given = df.at[idx, "n"]
             if abs(n_z - round(n_z)) > _VI_WHOLE_N_TOL * n_z:
                 form = "1/(n - n_covariates - 2)" if q else "1/(n - 3)"
-                problems.append(Problem(file, i + 2, "vi", f"vi = {vi} is not {form} for a whole n "
+                problems.append(Problem(file, int(df.index[i]), "vi", f"vi = {vi} is not {form} for a whole n "
                                         "(a variance from another formula?); give r and n instead"))
                 continue
             if n_given and n_given != str(round(n_z)):
-                problems.append(Problem(file, i + 2, "n", f"n = {n_given} but vi = {vi} means "
+                problems.append(Problem(file, int(df.index[i]), "n", f"n = {n_given} but vi = {vi} means "
                                         f"n = {round(n_z)}"))
                 continue
             df.loc[idx, ["stat_type", "stat_value", "n"]] = [stat, repr(float(np.tanh(y))),
@@ -239,13 +259,16 @@ def _bib_entries(df: pd.DataFrame, known: str, file: str) -> str:
     return "\n".join(entries)
 
 
-def _relabel(report: ValidationReport, file: str, back: Mapping[str, str]) -> ValidationReport:
-    """Problems of the generated rows named by the user's file and column names."""
+def _relabel(report: ValidationReport, file: str, back: Mapping[str, str], lines: list[int]
+             ) -> ValidationReport:
+    """Problems of the generated rows named by the user's file, line and column names (the
+    generated table has a header and one line per row: its line L is source row L - 2)."""
     out = []
     for p in report.problems:
         if p.file == "<new rows>":
             col = f"{p.column} ({back[p.column]} in the file)" if p.column in back else p.column
-            p = p._replace(file=file, column=col)
+            row = lines[p.row - 2] if 2 <= p.row < len(lines) + 2 else p.row
+            p = p._replace(file=file, column=col, row=row)
         out.append(p)
     return ValidationReport(tuple(out), report.files, report.n_rows)
 
@@ -301,6 +324,7 @@ def import_effects(source: str | os.PathLike | pd.DataFrame,
         raise StudiesValidationError(ValidationReport(tuple(problems), (file,), len(df)),
                                      "import_effects")
     new = df[list(COLUMNS)]
+    lines = [int(x) for x in new.index]
     bib_path = studies / "references.bib"
     bib_text = _bib_entries(new, bib_path.read_text(encoding="utf-8") if bib_path.exists() else "",
                             file)
@@ -314,9 +338,9 @@ def import_effects(source: str | os.PathLike | pd.DataFrame,
         try:
             result = append_rows(new, target, bib=extra_bib if bib_text else None)
         except StudiesValidationError as e:
-            raise StudiesValidationError(_relabel(e.report, file, back), "import_effects") from None
+            raise StudiesValidationError(_relabel(e.report, file, back, lines), "import_effects") from None
         rows = load_studies(target)
     out = rows[rows["es_id"].isin(result.added)].reset_index(drop=True)
     out.attrs["ignored_columns"] = ignored
-    out.attrs["warnings"] = [str(p) for p in _relabel(result.report, file, back).warnings]
+    out.attrs["warnings"] = [str(p) for p in _relabel(result.report, file, back, lines).warnings]
     return out
