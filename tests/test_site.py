@@ -230,3 +230,20 @@ def test_dataset_page_has_table1_and_the_prisma_diagram(tmp_path):
     assert (cfg.output_dir / "site" / "table1.csv").exists()
     assert "PRISMA 2020 flow diagram of the studies screened." in page
     assert "Records screened" in page and "searches of the stored pages" in page
+
+
+def test_demonstration_caution_from_the_headline(tmp_path):
+    from alliance_meta.workflow.published import (
+        CAUTION_BELOW_SAMPLES,
+        demonstration_caution,
+        read_syntheses,
+    )
+
+    (tmp_path / "syntheses.csv").write_text(SYNTHESES, encoding="utf-8")
+    syn = read_syntheses(tmp_path)
+    text = demonstration_caution({"k": 11, "n_samples": 8}, syn)
+    assert text.startswith("Demonstration, not a synthesis. The curated set holds 11 effects "
+                           "from 8 independent samples")
+    assert "(the largest listed, Big et al. (2018), pooled k = 295 studies)" in text
+    assert demonstration_caution({"k": 40, "n_samples": CAUTION_BELOW_SAMPLES}, syn) == ""
+    assert read_syntheses(tmp_path / "absent") is None

@@ -42,17 +42,13 @@ from typing import Any
 import pandas as pd
 
 from .apa import fmt_ci, fmt_int, fmt_num, fmt_pct, fmt_r, fmt_var
+from .published import demonstration_caution, read_syntheses
 from .report import HEADLINE_FILE, SMALL_K, read_captions
-from .table1 import parse_bib, study_labels, table1
+from .table1 import parse_bib, table1
 
-__all__ = ["build_site", "headline_run", "load_headline", "build_info", "HISTORY",
-           "CAUTION_BELOW_SAMPLES"]
+__all__ = ["build_site", "headline_run", "load_headline", "build_info", "HISTORY"]
 
 HISTORY = "history.json"
-#: The front page says "demonstration, not a synthesis" while the curated set has fewer
-#: independent samples than this (issue 14's first milestone; the syntheses it is compared
-#: with pool 100 to 300 studies).
-CAUTION_BELOW_SAMPLES = 20
 _MAX_TABLE_ROWS = 40
 
 _CSS = """body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;max-width:72em;margin:0 auto;
@@ -236,51 +232,16 @@ def _headline_block(h: dict, run: str) -> str:
 
 
 def _caution(h: dict, syn: pd.DataFrame | None) -> str:
-    n = h.get("n_samples")
-    if _nan(n) or n >= CAUTION_BELOW_SAMPLES:
+    text = demonstration_caution(h, syn)
+    if not text:
         return ""
-    text = (f"<b>Demonstration, not a synthesis.</b> The curated set holds {fmt_int(h['k'])} "
-            f"effects from {fmt_int(n)} independent samples, each traced to the sentence it was "
-            "coded from")
-    if syn is not None and not syn.empty and "k" in syn:
-        k = pd.to_numeric(syn["k"], errors="coerce")
-        if k.notna().any():
-            big = syn.loc[k.idxmax()]
-            unit = str(big.get("k_unit") or "").strip()
-            text += (f", far fewer than the published syntheses (the largest listed, "
-                     f"{html.escape(_syn_label(big))}, pooled k = {fmt_int(k.max())}"
-                     + (f" {html.escape(unit)}" if unit else "") + ")")
-    text += (". The pooled numbers show the workbench on real data; they are not a new estimate "
-             "of the alliance\u2013outcome association.")
-    return f'<div class="caution"><p>{text}</p></div>'
+    head, _, rest = text.partition(". ")
+    return (f'<div class="caution"><p><b>{html.escape(head)}.</b> {html.escape(rest)}</p>'
+            "</div>")
 
 
 def _syn_label(row) -> str:
     return str(row.get("label") or row.get("synthesis_id", ""))
-
-
-def _read_syntheses(cfg) -> pd.DataFrame | None:
-    """studies/syntheses.csv with an author-year ``label`` per row, from studies/syntheses.bib
-    (keyed by synthesis_id) when it has the entry, else from the first author as printed."""
-    p = _studies(cfg) / "syntheses.csv"
-    if not p.exists():
-        return None
-    syn = pd.read_csv(p, dtype=str, keep_default_na=False)
-    bibp = p.with_suffix(".bib")
-    bib = parse_bib(bibp) if bibp.exists() else {}
-    ids = syn.get("synthesis_id", pd.Series([""] * len(syn)))
-    labels = study_labels([i for i in ids if i in bib], bib)
-
-    def label(i: int) -> str:
-        sid = str(ids.iloc[i])
-        if sid in labels:
-            return labels[sid]
-        first = re.split(r",| and | & ", str(syn["authors"].iloc[i]))[0].strip() \
-            if "authors" in syn else sid
-        return f"{first} et al. ({syn['year'].iloc[i]})" if "year" in syn else first
-
-    syn["label"] = [label(i) for i in range(len(syn))]
-    return syn
 
 
 def _syntheses_table(syn: pd.DataFrame, h: dict | None, compact: bool) -> str:
@@ -523,7 +484,7 @@ def build_site(cfg) -> Path:
     info = build_info(cfg)
     runs = _runs(cfg)
     nav = [("Home", "index.html"), ("Dataset", "dataset.html")]
-    syn = _read_syntheses(cfg)
+    syn = read_syntheses(_studies(cfg))
     if syn is not None:
         nav.append(("Published syntheses", "syntheses.html"))
     nav += [(r.name, f"{r.name}.html") for r in runs]
