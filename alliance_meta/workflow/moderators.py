@@ -20,6 +20,7 @@ whatever the headline's dependence handling. Every number comes from the stats f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +32,11 @@ from ..stats.permutation import permutation_test
 from ..stats.rma import meta_regression
 from ..stats.rma_mv import three_level
 from ..stats.robust import robust
-from .report import MIN_PER_LEVEL
+from .report import MIN_PER_LEVEL, moderator_sentence
 from .workbench import Attempt, HeadlineModel, _tl_options, attempt, headline_model
 
 __all__ = ["MODERATORS", "ModeratorResult", "NotPooled", "moderator_analysis", "centre",
-           "tests_table", "levels_table", "orchard"]
+           "tests_table", "levels_table", "orchard", "sentences"]
 
 #: The categorical moderators of notebook 03 and what each distinguishes.
 MODERATORS = {
@@ -78,6 +79,7 @@ class ModeratorResult:
     levels: pd.DataFrame
     fits: dict = field(default_factory=dict)
     note: str = ""
+    data: pd.DataFrame | None = field(default=None, repr=False)
 
     def test_row(self) -> dict[str, Any]:
         """The omnibus test as one tidy row (statistic, df, p, permutation p, flags)."""
@@ -224,7 +226,8 @@ def moderator_analysis(hm: HeadlineModel, moderator: str, continuous: bool = Fal
         one = Attempt(moderator, None, f"one level only ({df[col].iloc[0]!s})" if len(df)
                       else "no values")
         levels, fits = _level_fits(hm, df, col)
-        return ModeratorResult(moderator, "categorical", hm.label, one, one, levels, fits, note)
+        return ModeratorResult(moderator, "categorical", hm.label, one, one, levels, fits, note,
+                               df)
     omni = _omnibus(hm, df, col, formula)
     perm_reg = attempt("composites", _composite_regression, df, col, formula, hm.method, hm.rho)
     perm = (attempt("permutation", permutation_test, perm_reg.result, n_perm=n_perm, seed=seed)
@@ -232,9 +235,9 @@ def moderator_analysis(hm: HeadlineModel, moderator: str, continuous: bool = Fal
     if continuous:
         o = omni.result
         levels = (o.summary() if o is not None and hasattr(o, "summary") else pd.DataFrame())
-        return ModeratorResult(moderator, "continuous", hm.label, omni, perm, levels, {}, note)
+        return ModeratorResult(moderator, "continuous", hm.label, omni, perm, levels, {}, note, df)
     levels, fits = _level_fits(hm, df, col)
-    return ModeratorResult(moderator, "categorical", hm.label, omni, perm, levels, fits, note)
+    return ModeratorResult(moderator, "categorical", hm.label, omni, perm, levels, fits, note, df)
 
 
 def tests_table(results: dict[str, ModeratorResult]) -> pd.DataFrame:
@@ -272,4 +275,12 @@ def orchard(hm: HeadlineModel, results: dict[str, ModeratorResult], title: str |
         fits.update({f"{name}: {lev}": f for lev, f in r.fits.items()})
     return orchard_plot(np.concatenate(ys), np.concatenate(vs), gs, fits,
                         min_k_interpret=MIN_PER_LEVEL, title=title,
-                        model_label=f"per level, {hm.label}")
+                        model_label=f"per level, {re.sub(r' [(]df = [^)]*[)]', '', hm.label)}; "
+                        "a level without an estimate cannot be fitted (e.g. a single sample)")
+
+
+def sentences(results: dict[str, ModeratorResult]) -> list[str]:
+    """One APA sentence per moderator (:func:`report.moderator_sentence`); small-level cautions
+    for categorical moderators."""
+    return [moderator_sentence(m, r.for_report(), r.data if r.kind == "categorical" else None)
+            for m, r in results.items()]

@@ -120,7 +120,7 @@ def labels(df: pd.DataFrame, data_path: str | None = None) -> list[str]:
     out = []
     for s, g in df.groupby(df["study_id"].astype(str), sort=False):
         outc = g.get("outcome_measure", pd.Series([""] * len(g), index=g.index)).fillna("")
-        outc = outc.astype(str).str.slice(0, 30)
+        outc = outc.astype(str).map(lambda o: o if len(o) <= 32 else o[:31].rstrip() + "\u2026")
         distinct = outc.nunique() == len(g) and (outc != "").all()
         for i, (idx, o) in enumerate(outc.items(), start=1):
             tag = "" if len(g) == 1 else f" [{o}]" if distinct else f" [{i}]"

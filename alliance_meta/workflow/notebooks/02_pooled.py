@@ -16,19 +16,23 @@
 # %% [markdown]
 # # 02 · The pooled alliance–outcome correlation
 #
-# Random effects (Knapp–Hartung by default), the three-level model (effects within samples),
-# CR2 cluster-robust inference and one composite per sample; prediction intervals; forest plots
-# overall and by treatment approach; an estimator comparison; and our estimate beside the
-# published syntheses. Estimates are pooled on Fisher's z and shown as r.
+# One headline model drives every number and figure of this run: by default the three-level
+# model (effects within samples, t-test with "contain" df), or CR2 cluster-robust inference,
+# or one composite per sample (`dependence`). The forest plot's diamond and prediction
+# interval are that model's. A sensitivity table shows the headline under every handling of
+# dependent effects (and ρ = .2/.5/.8 for composites); an estimator comparison; our estimate
+# beside the published syntheses (`studies/syntheses.csv`); and the APA methods and results
+# paragraphs written to `report.md`. Estimates are pooled on Fisher's z and shown as r.
 
 # %% tags=["parameters"]
 data_path = None  # studies folder or effects.csv path, None means the repository studies folder
 subset = ""  # pandas query over the study columns, empty means all rows
 effects = "all"  # "all", "zero-order" or "partial"
-method = "REML"  # tau2 estimator: DL, HE, HS, SJ, ML, REML, EB, PM
-test = "knha"  # "z" or "knha" (Knapp-Hartung)
-dependence = "three-level"  # headline model: "three-level", "aggregate" or "robust"
+method = "REML"  # tau2 estimator: REML or ML for three-level; DL, HE, HS, SJ, ML, REML, EB, PM otherwise
+dependence = "three-level"  # headline model: "three-level", "robust" (CR2) or "aggregate"
 rho = 0.5  # assumed correlation between effects of one sample (aggregate)
+rhos = [0.2, 0.5, 0.8]  # correlations shown in the sensitivity table
+title = ""  # names the subset in figure titles and the report, empty: from subset/effects
 formats = ["svg", "png", "pdf"]  # figure formats
 output_dir = "../outputs/.scratch/02_pooled"  # where tables and figures go
 
@@ -39,63 +43,87 @@ matplotlib.use("Agg")
 import pandas as pd
 
 import alliance_meta as am
-from alliance_meta import plots
+from alliance_meta.workflow import syntheses as sy
 from alliance_meta.workflow import workbench as wb
 
 out = wb.Outputs(output_dir, formats)
 df = wb.select(data_path, subset, effects)
+name = title or ("all effects" if not subset and effects == "all"
+                 else "; ".join(x for x in (subset, f"{effects} correlations"
+                                            if effects != "all" else "") if x))
 print(f"{df['study_id'].nunique()} studies, {df['sample_id'].nunique()} samples, "
       f"{len(df)} effects; subset: {subset or 'all'}; effects: {effects}")
 
 # %% [markdown]
-# ## Pooled estimates under each way of handling dependent effects
+# ## The headline model
 
 # %%
-models = wb.pooled_models(df, method=method, test=test, rho=rho)
-headline = {"three-level": "three-level", "aggregate": "aggregated per sample",
-            "robust": "robust (CR2)"}[dependence]
-order = [headline] + [m for m in models if m != headline]
-pooled = wb.pooled_table({m: models[m] for m in order}, df)
-out.table(pooled, "pooled")
-
-# %%
-models[headline]
+hm = wb.headline_model(df, dependence, method, rho)
+print("Headline model:", hm.label)
+if hm.note:
+    print(hm.note)
+pooled = wb.headline_table({dependence: hm})
+out.table(pooled, "pooled", f"Headline pooled estimate ({name})", hm.label)
+hm
 
 # %% [markdown]
 # ## Forest plot
 
 # %%
-re = models["random effects"]
-if re.ok:
-    fig = plots.forest_plot(re.result, groups=list(df["modality"]) if df["modality"].nunique() > 1
-                            else None, title="Alliance–outcome correlations")
-    out.figure(fig, "forest")
-else:
-    print(re)
+out.figure(wb.forest(hm, title=f"Alliance\u2013outcome correlations: {name}"), "forest",
+           f"Forest plot of the alliance\u2013outcome correlations ({name}); the diamond, CI and "
+           "prediction interval are the headline model's.", hm.label)
 
 # %% [markdown]
-# ## The tau² estimators side by side
+# ## How the handling of dependent effects moves the estimate
+#
+# Three-level, CR2-robust, composites per sample under each ρ, and (for reference only) every
+# effect treated as independent.
 
 # %%
+sens = wb.sensitivity_table(df, method, rhos, headline=dependence)
+out.table(sens, "dependence_sensitivity",
+          f"The pooled correlation under each handling of dependent effects ({name})", hm.label)
+
+# %% [markdown]
+# ## The τ² estimators side by side
+#
+# Random effects per estimator, on the units the headline pools when it is a random-effects
+# model (composites under `aggregate`), else on the effects as independent (reference only).
+
+# %%
+pts = hm.points
 rows = []
 for m in ["DL", "HE", "HS", "SJ", "ML", "REML", "EB", "PM"]:
-    a = wb.attempt(m, am.random_effects, df["yi"], df["vi"], method=m, test=test)
+    a = wb.attempt(m, am.random_effects, pts["yi"], pts["vi"], method=m, test="knha")
     if a.ok:
         s = a.result.summary().iloc[0]
         rows.append({"method": m, "r": s["r"], "r_ci_lb": s["r_ci_lb"], "r_ci_ub": s["r_ci_ub"],
                      "tau2": s["tau2"], "I2": s["I2"]})
     else:
         rows.append({"method": m, "note": a.reason})
-out.table(pd.DataFrame(rows), "estimators")
+unit = "per-sample composites" if dependence == "aggregate" else "effects as independent"
+out.table(pd.DataFrame(rows), "estimators",
+          f"Random-effects estimate under each \u03c4\u00b2 estimator ({unit})",
+          f"random effects on {unit}, Knapp\u2013Hartung t-test")
 
 # %% [markdown]
 # ## Beside the published syntheses
 #
-# Horvath et al. (2011) and Flückiger et al. (2018) pooled far more studies; ours is the
-# re-synthesis of what `studies/` holds now.
+# The overall estimates of the published adult syntheses (`studies/syntheses.csv`, numbers as
+# printed, d converted to r); ours is the re-synthesis of what `studies/` holds now. Every
+# population is in notebook 07.
 
 # %%
-ours = pooled.iloc[[0]][["model", "k", "r", "r_ci_lb", "r_ci_ub"]].rename(
-    columns={"model": "source"})
-ours["source"] = "this dataset (" + ours["source"] + ")"
-out.table(pd.concat([ours, wb.PUBLISHED], ignore_index=True), "published_comparison")
+published = sy.published(data_path)
+mine = {**pooled.iloc[0].to_dict(), "model": hm.label}
+out.table(sy.beside(mine, published), "published_comparison",
+          "This review's headline beside the published overall estimates", hm.label)
+
+# %% [markdown]
+# ## Methods and results
+
+# %%
+path = wb.write_report(out, hm, title=f"Pooled alliance\u2013outcome correlation: {name}",
+                       caution="A demonstration of the workbench on the curated studies, not a "
+                       "new synthesis of the literature.")

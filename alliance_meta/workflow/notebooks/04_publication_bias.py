@@ -16,20 +16,20 @@
 # %% [markdown]
 # # 04 · Publication bias
 #
-# Do small or unpublished studies bend the pooled correlation? Contour-enhanced funnel plot,
-# Egger's regression test, Begg's rank test, trim-and-fill, PET-PEESE, the three-parameter
-# selection model and fail-safe N, with a plain-language verdict. With dependent effects, the
-# Egger-type test is also run as a three-level meta-regression with CR2 inference
-# (Rodgers & Pustejovsky 2021).
+# Do small or unpublished studies bend the pooled correlation? A contour-enhanced funnel plot
+# centred on the run's headline model; the regression test for funnel asymmetry in the same
+# dependence handling (three-level Egger test with CR2 inference, or Egger's meta-regression
+# with CR2 standard errors by sample; Rodgers & Pustejovsky 2021); and, on one composite per
+# sample (they assume independent effects), Egger's and Begg's tests, trim-and-fill,
+# PET-PEESE, the three-parameter selection model and fail-safe N, with the findings in words.
 
 # %% tags=["parameters"]
 data_path = None  # studies folder or effects.csv path, None means the repository studies folder
 subset = ""  # pandas query over the study columns, empty means all rows
 effects = "all"  # "all", "zero-order" or "partial"
-method = "REML"  # tau2 estimator
-test = "z"  # "z" or "knha"
-dependence = "aggregate"  # "aggregate" (one composite per sample) or "none"
-rho = 0.5  # assumed correlation between effects of one sample
+method = "REML"  # tau2 estimator (REML or ML for the three-level model)
+dependence = "three-level"  # headline model: "three-level", "robust" (CR2) or "aggregate"
+rho = 0.5  # assumed correlation between effects of one sample (composites)
 formats = ["svg", "png", "pdf"]  # figure formats
 output_dir = "../outputs/.scratch/04_publication_bias"  # where tables and figures go
 
@@ -39,68 +39,48 @@ import matplotlib
 matplotlib.use("Agg")
 import pandas as pd
 
-import alliance_meta as am
-from alliance_meta import plots
+from alliance_meta.workflow import bias as wbias
+from alliance_meta.workflow import report
 from alliance_meta.workflow import workbench as wb
 
 out = wb.Outputs(output_dir, formats)
 df = wb.select(data_path, subset, effects)
-if dependence == "aggregate":
-    data = am.aggregate(df["yi"], df["vi"], df["sample_id"], rho=rho)
-else:
-    data = df[["yi", "vi"]]
-print(f"{len(data)} effects analysed ({dependence})")
-res = wb.attempt("random effects", am.random_effects, data["yi"], data["vi"], method=method,
-                 test=test)
-res
+hm = wb.headline_model(df, dependence, method, rho)
+print(f"{df['study_id'].nunique()} studies, {df['sample_id'].nunique()} samples, {len(df)} effects")
+print("Headline model:", hm.label)
+if hm.note:
+    print(hm.note)
+
+# %% [markdown]
+# ## Tests and adjustments
 
 # %%
-results = {}
-if res.ok:
-    r = res.result
-    results = {
-        "egger": wb.attempt("Egger's test", am.egger_test, r),
-        "rank test": wb.attempt("Begg's rank test", am.rank_test, r),
-        "trim-and-fill": wb.attempt("trim-and-fill", am.trim_and_fill, r),
-        "PET-PEESE": wb.attempt("PET-PEESE", am.pet_peese, data["yi"], data["vi"]),
-        "selection model": wb.attempt("3PSM", am.selection_model, r, steps=(0.025,)),
-        "fail-safe N": wb.attempt("fail-safe N", am.fail_safe_n, data["yi"], data["vi"]),
-    }
-    tl = wb.attempt("three-level", am.three_level, df["yi"], df["vi"], df["sample_id"])
-    if tl.ok:
-        results["egger (three-level, CR2)"] = wb.attempt("three-level Egger", am.egger_test,
-                                                         tl.result)
-
-# %%
-rows = []
-for name, a in results.items():
-    row = {"analysis": name}
-    if a.ok:
-        x = a.result
-        for attr in ("zval", "tau", "pval", "k0", "side", "estimate", "ci_lb", "ci_ub",
-                     "chosen", "LRT", "LRT_p", "fsnum", "note"):
-            if hasattr(x, attr):
-                row[attr] = getattr(x, attr)
-        if "estimate" in row:
-            row["r"] = am.z_to_r(row["estimate"])
-    else:
-        row["note"] = f"not run: {a.reason}"
-    rows.append(row)
-out.table(pd.DataFrame(rows), "bias_tests")
+results, comp = wbias.bias_analyses(hm)
+print("Methods that assume independent effects use:", comp.label)
+out.table(wbias.bias_table(results, hm, comp), "bias_tests",
+          "Small-study effects: regression tests, trim-and-fill, PET-PEESE, selection model, "
+          "fail-safe N (the model column names the model of each)", hm.label)
 
 # %% [markdown]
 # ## Funnel plot
+#
+# The centre line and pseudo-confidence funnel are the headline model's; the points are the
+# units it pools (effects, or per-sample composites). Trim-and-fill's imputed composites are
+# drawn when the headline pools composites.
 
 # %%
-if res.ok:
-    tf = results["trim-and-fill"]
-    fig = plots.funnel_plot(res.result, trimfill=tf.result if tf.ok else None)
-    out.figure(fig, "funnel")
+tf = results["trim-and-fill"]
+fill = tf.result if tf.ok and dependence == "aggregate" else None
+out.figure(wb.funnel(hm, trimfill=fill), "funnel",
+           "Contour-enhanced funnel plot; centre line and funnel from the headline model"
+           + ("; open circles: trim-and-fill's imputed composites" if fill is not None else ""),
+           hm.label)
 
 # %% [markdown]
-# ## Verdict
+# ## In words
 
 # %%
-verdict = wb.bias_verdict(results, len(data))
-out.table(pd.DataFrame({"verdict": [verdict]}), "verdict")
+verdict = report.bias_sentences(results, df["sample_id"].nunique())
+out.table(pd.DataFrame({"verdict": [verdict]}), "verdict",
+          "Small-study effects in words", hm.label)
 print(verdict)
