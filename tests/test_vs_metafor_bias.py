@@ -167,6 +167,10 @@ def test_fail_safe_n(ds):
                  TOL["closed"], f"{ds} Orwin")
     o5 = fail_safe_n(y, v, method="orwin", target=0.05)
     assert o5.fsnum == r["orwin_05"]["fsnum"]
+    # issue 12: effects coded negative; metafor's fsn(-yi, vi) uses |sum z| (molloy2014: 316)
+    neg = fail_safe_n(-np.asarray(y), v, method="rosenthal")
+    assert neg.fsnum == r["rosenthal_negated"]["fsnum"]
+    assert_close(neg.pval, r["rosenthal_negated"]["pval"], TOL["closed"], f"{ds} negated pval")
 
 
 # --- leave-one-out, influence, Baujat, cumulative ----------------------------------------------

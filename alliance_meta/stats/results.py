@@ -51,6 +51,8 @@ def df_html(df: pd.DataFrame) -> str:
 
 def _as_table_value(a):
     """A Python float for one coefficient, else a float array (the one-type rule)."""
+    if isinstance(a, float):
+        return a
     arr = np.asarray(a, dtype=float)
     if arr.size == 1:
         return float(arr.reshape(-1)[0])
@@ -65,23 +67,19 @@ def coef_fields(beta, vb, test: str, level: float, dfs=np.inf, se=None) -> dict:
     NaN statistic for a zero estimate and an infinite one otherwise (identical studies under
     Knapp-Hartung).
     """
-    b = np.atleast_1d(np.asarray(beta, dtype=float))
-    V = np.atleast_2d(np.asarray(vb, dtype=float))
-    s = np.sqrt(np.diag(V)) if se is None else np.atleast_1d(np.asarray(se, dtype=float))
-    d = np.inf if not inference.uses_t(test) else dfs
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.where(s > 0, b / np.where(s > 0, s, 1.0), np.where(b == 0, np.nan, np.sign(b) * np.inf))
+    b = np.array(beta, dtype=float, ndmin=1)
+    V = np.array(vb, dtype=float, ndmin=2)
+    s = np.sqrt(np.diagonal(V)) if se is None else np.array(se, dtype=float, ndmin=1)
+    d = dfs if inference.uses_t(test) else np.inf
+    if (s > 0).all():
+        stat = b / s
+    else:  # only where se = 0: NaN for a zero estimate, else +-inf
+        stat = np.where(b == 0, np.nan, np.sign(b) * np.inf)
+        pos = s > 0
+        stat[pos] = b[pos] / s[pos]
     c = inference.crit(level, d)
-    return {
-        "beta": b.copy(),
-        "se": s,
-        "statistic": stat,
-        "pval": inference.pvalue(stat, d),
-        "ci_lb": b - c * s,
-        "ci_ub": b + c * s,
-        "vb": V.copy(),
-        "dfs": d,
-    }
+    return {"beta": b, "se": s, "statistic": stat, "pval": inference.pvalue(stat, d),
+            "ci_lb": b - c * s, "ci_ub": b + c * s, "vb": V, "dfs": d}
 
 
 @dataclass(frozen=True, repr=False, kw_only=True)
@@ -108,16 +106,17 @@ class CoefResult:
 
     def __post_init__(self) -> None:
         # one coefficient -> Python floats, several -> arrays; frozen, hence object.__setattr__
-        b = np.atleast_1d(np.asarray(self.beta, dtype=float)).reshape(-1)
-        object.__setattr__(self, "beta", b)
-        object.__setattr__(self, "vb", np.asarray(self.vb, dtype=float).reshape(b.size, b.size))
+        b = np.array(self.beta, dtype=float, ndmin=1).reshape(-1)
+        set_ = object.__setattr__
+        set_(self, "beta", b)
+        set_(self, "vb", np.asarray(self.vb, dtype=float).reshape(b.size, b.size))
         for name in ("se", "statistic", "pval", "ci_lb", "ci_ub"):
-            object.__setattr__(self, name, _as_table_value(getattr(self, name)))
-        d = np.asarray(self.dfs, dtype=float)
-        object.__setattr__(self, "dfs", float(d) if d.ndim == 0 else _as_table_value(d))
+            set_(self, name, _as_table_value(getattr(self, name)))
+        d = self.dfs
+        set_(self, "dfs", float(d) if np.ndim(d) == 0 else _as_table_value(d))
         if len(self.coef_names) != b.size:
-            object.__setattr__(self, "coef_names", tuple(f"b{j}" for j in range(b.size))
-                               if b.size > 1 else ("intrcpt",))
+            set_(self, "coef_names", tuple(f"b{j}" for j in range(b.size))
+                 if b.size > 1 else ("intrcpt",))
 
     # -- names ----------------------------------------------------------------------------
     @property

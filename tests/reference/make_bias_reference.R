@@ -120,6 +120,10 @@ for (ds in names(sets)) {
     rosenthal = list(fsnum = num(fr$fsnum), pval = num(fr$pval), alpha = num(fr$alpha)),
     orwin = list(fsnum = num(fo$fsnum), meanes = num(fo$meanes), target = num(fo$target)),
     orwin_05 = list(fsnum = num(fo2$fsnum), meanes = num(fo2$meanes), target = num(fo2$target)))
+  # issue 12: effects coded in the other direction (metafor uses |sum z|)
+  frn <- fsn(-yi, vi, data = d)
+  fsn_[[ds]]$rosenthal_negated <- list(call = "fsn(-yi, vi, type='Rosenthal')",
+                                       fsnum = num(frn$fsnum), pval = num(frn$pval))
   # --- PET and PEESE: weighted regression with multiplicative dispersion (regtest model='lm')
   for (pr in c("sei", "vi")) {
     r <- regtest(d$yi, d$vi, model = "lm", predictor = pr, ret.fit = TRUE)
