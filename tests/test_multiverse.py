@@ -455,6 +455,50 @@ def test_figures_structure(result):
     assert len(specification_curve(empty).axes) == 2  # says so instead of failing
 
 
+def _above(fig, legend, ax) -> bool:
+    fig.canvas.draw()
+    return legend.get_window_extent().y0 >= ax.get_window_extent().y1 - 1e-6
+
+
+def test_figure_labels_sit_off_the_data_and_counts_are_integers(result):
+    fig = specification_curve(result)
+    ax, axc = fig.axes
+    leg = ax.get_legend()
+    assert _above(fig, leg, ax)  # the legend is above the curve, not on it
+    texts = [t.get_text() for t in leg.get_texts()]
+    med = float(np.median(result.estimable["r"]))
+    assert f"median r = {med:.2f}" in texts
+    assert not ax.texts  # no label drawn inside the data area
+    ticks = axc.get_xticks()
+    assert np.allclose(ticks, np.round(ticks))  # specification ranks are whole numbers
+    fig = estimate_histogram(result)
+    hax = fig.axes[0]
+    assert _above(fig, hax.get_legend(), hax) and not hax.texts
+    ticks = hax.get_yticks()
+    assert np.allclose(ticks, np.round(ticks))  # counts of specifications
+
+
+def test_prespecified_specification_is_marked(result):
+    pre = {"method": "REML", "test": "knha", "dependency": "three-level", "min_n": 0,
+           "modality": "all", "rater": "all", "bias": "none"}
+    t = result.table
+    row = t[(t["method"] == "REML") & (t["test"] == "knha") & (t["dependency"] == "three-level")
+            & (t["min_n"] == 0) & (t["modality"] == "all") & (t["rater"] == "all")
+            & (t["bias"] == "none")].iloc[0]
+    fig = specification_curve(result, prespecified=pre)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"pre-specified: r = {row['r']:.2f}" in texts
+    ok = result.estimable.sort_values(["r", "spec_id"], kind="stable")
+    x = int(np.flatnonzero(ok["spec_id"].to_numpy() == row["spec_id"])[0])
+    marks = [c.get_offsets() for c in ax.collections if len(c.get_offsets()) == 1]
+    assert any(np.allclose(m[0], [x, row["r"]]) for m in marks)
+    with pytest.raises(ValueError, match="matches"):
+        specification_curve(result, prespecified={"method": "REML"})
+    with pytest.raises(ValueError, match="not a specification"):
+        specification_curve(result, prespecified={**pre, "method": "DL"})
+
+
 # ---------------------------------------------------------------------------------------------
 # errors
 

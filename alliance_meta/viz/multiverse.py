@@ -3,13 +3,14 @@ significant specifications (tables come from :mod:`alliance_meta.stats.multivers
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..stats.multiverse import MultiverseResult, _sig_class
-from .plots import INK, MUTED, PALETTE, theme
+from .theme import INK, MUTED, PALETTE, theme
 
 # ---------------------------------------------------------------------------------------------
 # figures (matplotlib only, imported when drawn; the package's theme and palette)
@@ -44,17 +45,58 @@ def _empty(fig, ax, who: str):
     return fig
 
 
+def _integer_axis(axis) -> None:
+    """Ticks at whole numbers only (counts and ranks)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _prespecified_row(res: MultiverseResult, prespecified: Mapping[str, Any], who: str
+                      ) -> pd.Series:
+    """The one specification whose levels are ``prespecified`` (factor -> level)."""
+    unknown = [f for f in prespecified if f not in res.factors]
+    if unknown:
+        raise ValueError(f"{who}: prespecified names unknown factor(s) {unknown}; use "
+                         f"{list(res.factors)}")
+
+    def match(t: pd.DataFrame) -> np.ndarray:
+        sel = np.ones(len(t), dtype=bool)
+        for f, lv in prespecified.items():
+            col = t[f]
+            sel &= (pd.to_numeric(col) == float(lv)).to_numpy() if f == "min_n" else (
+                col.astype(str) == str(lv)).to_numpy()
+        return sel
+
+    hit = res.table[match(res.table)]
+    if len(hit) == 1:
+        return hit.iloc[0]
+    if len(hit) > 1:
+        free = [f for f in res.varying if f not in prespecified and hit[f].nunique() > 1]
+        raise ValueError(f"{who}: prespecified matches {len(hit)} specifications; give a level "
+                         f"for {free}")
+    why = res.excluded[match(res.excluded)]["reason"] if len(res.excluded) else pd.Series()
+    extra = f" ({why.iloc[0]})" if len(why) else ""
+    raise ValueError(f"{who}: prespecified {dict(prespecified)} is not a specification of this "
+                     f"multiverse{extra}")
+
+
 def specification_curve(result: MultiverseResult, factors: Sequence[str] | None = None,
-                        title: str | None = None):
+                        title: str | None = None,
+                        prespecified: Mapping[str, Any] | None = None):
     """The specification curve (Simonsohn et al. 2020): the estimable specifications ordered
     by their estimate (r) with CIs, coloured by significance and direction, above a panel that
     marks each specification's level of every factor.
 
     ``factors`` chooses the factors of the lower panel (default: those with more than one
-    level). Returns the Figure (two Axes: the curve, the choices).
+    level). ``prespecified`` (factor -> level, e.g. the headline analysis's choices) marks
+    that one specification on both panels and names its r in the legend. The legend, with the
+    median r, sits above the curve, off the data. Returns the Figure (two Axes: the curve, the
+    choices).
     """
     who = "specification_curve"
     res = _check_result(result, who)
+    pre = _prespecified_row(res, prespecified, who) if prespecified else None
     from matplotlib.collections import LineCollection
 
     facs = list(factors) if factors is not None else res.varying
@@ -90,8 +132,6 @@ def specification_curve(result: MultiverseResult, factors: Sequence[str] | None 
         ax.axhline(0, color=MUTED, lw=0.6, ls=":")
         med = float(np.median(ok["r"]))
         ax.axhline(med, color=INK, lw=0.6, ls="--")
-        ax.text(1.0, med, f" median r = {med:.2f}", transform=ax.get_yaxis_transform(),
-                ha="right", va="bottom", fontsize=7)
         lo = min(float(ok["r_ci_lb"].min()), 0.0)
         hi = max(float(ok["r_ci_ub"].max()), 0.0)
         pad = 0.05 * (hi - lo or 1.0)
@@ -104,7 +144,23 @@ def specification_curve(result: MultiverseResult, factors: Sequence[str] | None 
         handles = [Line2D([], [], color=c, marker="o", ms=3, lw=0.8, label=lab)
                    for c, lab in zip((pos_c, non_c, neg_c), _SIG_LABELS, strict=True)
                    if (cls == {pos_c: 1, non_c: 0, neg_c: -1}[c]).any()]
-        ax.legend(handles=handles, loc="upper left", ncol=3)
+        handles.append(Line2D([], [], color=INK, lw=0.6, ls="--", label=f"median r = {med:.2f}"))
+        pre_x = None
+        if pre is not None:
+            if pre["status"] == "ok":
+                pre_x = int(np.flatnonzero(ok["spec_id"].to_numpy() == pre["spec_id"])[0])
+                ax.scatter([pre_x], [pre["r"]], s=46, marker="D", facecolors="none",
+                           edgecolors=INK, linewidths=1.0, zorder=4)
+                for a in (ax, axc):
+                    a.axvline(pre_x, color=INK, lw=0.5, alpha=0.35, zorder=0)
+                lab = f"pre-specified: r = {pre['r']:.2f}"
+            else:
+                lab = "pre-specified: not estimable"
+            handles.append(Line2D([], [], color=INK, marker="D", mfc="none", ms=5, lw=0,
+                                  label=lab))
+        # above the axes, off the data
+        ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3,
+                  borderaxespad=0.0, frameon=False, fontsize=6.5)
         # the choices
         ypos = {r: i for i, r in enumerate(rows)}
         xs, ys, cs = [], [], []
@@ -124,6 +180,7 @@ def specification_curve(result: MultiverseResult, factors: Sequence[str] | None 
             b += len(res.factors[f])
             axc.axhline(b - 0.5, color=MUTED, lw=0.4)
         axc.set_xlabel(f"specification (ordered by r; {n} of {len(res.table)} estimable)")
+        _integer_axis(axc.xaxis)
         axc.spines["left"].set_visible(False)
         axc.tick_params(axis="y", length=0)
     return fig
@@ -140,7 +197,7 @@ def estimate_histogram(result: MultiverseResult, bins: int | str = "auto",
         fig = _figure(4.5, 2.8)
         ax = fig.add_subplot(1, 1, 1)
         if title:
-            ax.set_title(title)
+            fig.suptitle(title, fontsize=9, fontweight="bold")
         if len(ok) == 0:
             return _empty(fig, ax, who)
         r = ok["r"].to_numpy()
@@ -154,12 +211,13 @@ def estimate_histogram(result: MultiverseResult, bins: int | str = "auto",
                 edgecolor="white", linewidth=0.3)
         ax.axvline(0, color=MUTED, lw=0.6, ls=":")
         med = float(np.median(r))
-        ax.axvline(med, color=INK, lw=0.8, ls="--")
-        ax.text(med, 1.0, f" median {med:.2f}", transform=ax.get_xaxis_transform(),
-                va="top", fontsize=7)
+        ax.axvline(med, color=INK, lw=0.8, ls="--", label=f"median r = {med:.2f}")
         ax.set_xlabel("r (pooled estimate of a specification)")
         ax.set_ylabel("specifications")
-        ax.legend(loc="upper left")
+        _integer_axis(ax.yaxis)
+        # above the axes, off the bars
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, borderaxespad=0.0,
+                  frameon=False, fontsize=6.5)
     return fig
 
 
@@ -185,7 +243,7 @@ def share_significant_plot(result: MultiverseResult, by: Sequence[str] | str | N
         fig = _figure(5.5, 0.8 + 0.18 * len(s))
         ax = fig.add_subplot(1, 1, 1)
         if title:
-            ax.set_title(title)
+            fig.suptitle(title, fontsize=9, fontweight="bold")
         yy = np.arange(len(s))
         left = np.zeros(len(s))
         for c, lab, col in zip(("share_sig_positive", "share_not_sig", "share_sig_negative"),
