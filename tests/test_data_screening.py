@@ -361,3 +361,14 @@ def test_syntheses_errors_name_file_row_and_column(review, case):
 def test_synthesis_level_columns_agree_within_a_synthesis(review):
     _write(review / "syntheses.csv", [SYNTH, dict(SYNTH, estimate_id="Meta2019_2", journal="Other")], SYN_COLS)
     assert _errors(validate_syntheses(review)) == {(3, "journal")}
+
+
+def test_a_review_without_screening_log_or_syntheses_has_empty_tables(tmp_path):
+    shutil.copy(FIX / "good.csv", tmp_path / "effects.csv")
+    assert validate_screening(tmp_path).ok and not validate_screening(tmp_path).problems
+    assert validate_syntheses(tmp_path).ok and not validate_syntheses(tmp_path).problems
+    assert load_screening(tmp_path).empty and list(load_syntheses(tmp_path).columns) == SYN_COLS
+    # a table without its bibliography is still an error
+    _write(tmp_path / "syntheses.csv", [SYNTH], SYN_COLS)
+    (p,) = validate_syntheses(tmp_path).errors
+    assert (p.file, p.row) == (str(tmp_path / "syntheses.bib"), 0) and "not found" in p.message

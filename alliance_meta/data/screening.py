@@ -146,6 +146,7 @@ def validate_screening(path: str | os.PathLike | None = None) -> ValidationRepor
     or pointing to a record that is missing, itself a duplicate or in another stream, a record
     not included without a note; spreadsheet formulas and markup as for the effects. Warnings:
     two records (not marked duplicate) with the same DOI, a study_id on a record not included.
+    A folder without screening.csv (a review that keeps no screening log) has no problems.
     """
     folder = studies_dir(path)
     target = folder / SCREENING_FILE
@@ -158,9 +159,7 @@ def _validate(target, folder) -> tuple[ValidationReport, list[_Row], list[dict[s
     raw = _read(target)
     rows: list[_Row] = []
     vals: list[dict[str, object]] = []
-    if raw is None:
-        problems.append(Problem(str(target), 0, "", "file not found"))
-    else:
+    if raw is not None:  # a review without a screening log has nothing to check
         _, rows, ps = _parse_csv(raw, str(target), SCREENING_FIELDS)
         problems += ps
         ids = {"studies": _column(folder / EFFECTS_FILE, "study_id"),
@@ -173,7 +172,8 @@ def _validate(target, folder) -> tuple[ValidationReport, list[_Row], list[dict[s
 
 def load_screening(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """The screening log as a DataFrame (text columns as ``string``), validated first; any error
-    raises :class:`StudiesValidationError` listing every error with file, line and column."""
+    raises :class:`StudiesValidationError` listing every error with file, line and column.
+    Without screening.csv the table is empty (with its columns)."""
     folder = studies_dir(path)
     report, _, vals = _validate(folder / SCREENING_FILE, folder)
     if not report.ok:

@@ -87,6 +87,8 @@ def _validate(folder) -> tuple[ValidationReport, list[_Row], list[dict[str, obje
     rows: list[_Row] = []
     vals: list[dict[str, object]] = []
     raw, bib_raw = _read(target), _read(bib_path)
+    if raw is None and bib_raw is None:  # a review without published syntheses: nothing to check
+        return ValidationReport((), (str(target), str(bib_path)), 0), rows, vals
     keys: dict[str, int] | None = None
     if bib_raw is None:
         problems.append(Problem(str(bib_path), 0, "", "bibliography file not found"))
@@ -119,7 +121,8 @@ def validate_syntheses(path: str | os.PathLike | None = None) -> ValidationRepor
     one confidence limit without the other, ci_lb > ci_ub, an r outside (-1, 1), k_unit without
     k, authors/title/journal/doi differing within a synthesis, a synthesis_id without a
     bibliography entry. Warnings: an estimate outside its CI, a year that differs from the one in
-    the synthesis_id, bibliography entries without rows.
+    the synthesis_id, bibliography entries without rows. A folder with neither syntheses.csv nor
+    syntheses.bib (a review that records no published syntheses) has no problems.
     """
     report, *_ = _validate(studies_dir(path))
     return report
@@ -127,7 +130,8 @@ def validate_syntheses(path: str | os.PathLike | None = None) -> ValidationRepor
 
 def load_syntheses(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """The published pooled estimates as a DataFrame (numbers as float, counts as ``Int64``,
-    text as ``string``), validated first; any error raises :class:`StudiesValidationError`."""
+    text as ``string``), validated first; any error raises :class:`StudiesValidationError`.
+    Without syntheses.csv and syntheses.bib the table is empty (with its columns)."""
     report, _, vals = _validate(studies_dir(path))
     if not report.ok:
         raise StudiesValidationError(report, "load_syntheses")
