@@ -556,3 +556,380 @@ def test_with_the_bias_and_sensitivity_results(molloy_res):
     bj = sensitivity.baujat(molloy_res)
     fig = plots.baujat_plot(bj)
     assert len(texts(fig, "label")) == len(bj)  # k = 16 <= 30: every study labelled
+
+
+# ---------------------------------------------------------------------------------------------
+# the headline model on every figure (issue 12), the journal pass (issue 15), large forests
+# (issue 16) and the dataset figures (issue 11)
+
+
+@pytest.fixture(scope="module")
+def konst():
+    """metadat's konstantopoulos2011 (56 effects in 11 districts), from metafor_core.json."""
+    return pd.DataFrame(DATA["konstantopoulos2011"])
+
+
+@pytest.fixture(scope="module")
+def konst_tl(konst):
+    return am.three_level(konst.yi, konst.vi, konst.district)
+
+
+def all_text(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+
+
+def assert_no_text_on_lines(fig, gids=("null_line", "reference_estimate", "pooled_estimate")):
+    """No visible text is crossed by a reference line (checked at 200 points per segment)."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = np.array([t.get_window_extent(r).extents for t in fig.findobj(Text)
+                      if t.get_visible() and t.get_text().strip()])
+    segs = []
+    for ax_ in fig.axes:
+        for a in ax_.get_children():
+            if a.get_gid() not in gids:
+                continue
+            if isinstance(a, mpl.collections.LineCollection):
+                segs += [ax_.transData.transform(s) for s in a.get_segments()]
+            elif isinstance(a, mpl.lines.Line2D):
+                segs.append(a.get_transform().transform(a.get_xydata()))
+    assert segs, "no reference line found"
+    hits = 0
+    for s in segs:
+        for p0, p1 in zip(s[:-1], s[1:], strict=True):
+            t = np.linspace(0, 1, 200)[:, None]
+            pts = p0 + t * (p1 - p0)
+            inside = ((pts[:, None, 0] > boxes[None, :, 0] + 0.5)
+                      & (pts[:, None, 0] < boxes[None, :, 2] - 0.5)
+                      & (pts[:, None, 1] > boxes[None, :, 1] + 0.5)
+                      & (pts[:, None, 1] < boxes[None, :, 3] - 0.5))
+            hits += int(inside.any())
+    assert hits == 0, f"{hits} line segment(s) cross a text"
+
+
+def integer_ticks(axis) -> bool:
+    lo, hi = sorted(axis.get_view_interval())
+    locs = [v for v in axis.get_majorticklocs() if lo - 1e-9 <= v <= hi + 1e-9]
+    return len(locs) >= 2 and all(float(v).is_integer() for v in locs)
+
+
+def test_forest_three_level_headline(konst, konst_tl):
+    tl = konst_tl
+    fig = plots.forest_plot(tl, title="konstantopoulos2011 (all districts)")
+    ax = main_ax(fig)
+    (dia,) = by_gid(ax, "summary_overall")
+    v = dia.get_xy()
+    assert v[1, 0] == pytest.approx(np.tanh(tl.estimate), rel=1e-12)
+    assert v[:, 0].min() == pytest.approx(np.tanh(np.ravel(tl.ci_lb)[0]), rel=1e-12)
+    assert v[:, 0].max() == pytest.approx(np.tanh(np.ravel(tl.ci_ub)[0]), rel=1e-12)
+    assert [t.get_text() for t in texts(fig, "label:summary")] == ["Three-level model (REML)"]
+    notes = [t.get_text() for t in texts(fig, "note")]
+    assert "Model: three-level REML, z CI" in notes
+    assert any("between" in t and "within" in t for t in notes)
+    assert [t.get_text() for t in texts(fig, "title")] == ["konstantopoulos2011 (all districts)"]
+    # weights: metafor's weights.rma.mv (diagonal of M^-1, in percent), recomputed here with a
+    # dense inverse of the marginal covariance M = sigma2_b * same-district + diag(sigma2_w + vi)
+    same = (konst.district.to_numpy()[:, None] == konst.district.to_numpy()[None, :])
+    M = tl.sigma2_between * same + np.diag(tl.sigma2_within + konst.vi.to_numpy())
+    d = np.diag(np.linalg.inv(M))
+    w = [float(t.get_text().rstrip("%")) for t in texts(fig, "weight")][:-1]
+    np.testing.assert_allclose(w, 100 * d / d.sum(), atol=0.051)  # printed to 0.1 (or .01)
+    (markers,) = by_gid(ax, "study_markers")
+    s = markers.get_sizes()
+    np.testing.assert_allclose(s / s.max(), d / d.max(), rtol=1e-9)
+
+
+def test_forest_robust_headline_needs_study_data(konst):
+    re = am.random_effects(konst.yi, konst.vi)
+    rb = am.robust(re, konst.district)
+    with pytest.raises(ValueError, match="carries no study data; pass yi= and vi="):
+        plots.forest_plot(rb)
+    fig = plots.forest_plot(rb, yi=konst.yi, vi=konst.vi, groups=konst.district,
+                            group_name="district")
+    ax = main_ax(fig)
+    (dia,) = by_gid(ax, "summary_overall")
+    assert dia.get_xy()[1, 0] == pytest.approx(np.tanh(rb.estimate), rel=1e-12)
+    assert dia.get_xy()[:, 0].min() == pytest.approx(np.tanh(np.ravel(rb.ci_lb)[0]), rel=1e-12)
+    df = float(np.ravel(getattr(rb, "df", getattr(rb, "dfs", np.nan)))[0])
+    notes = [t.get_text() for t in texts(fig, "note")]
+    assert any(t.startswith("Model: CR2-robust") and f"t({df:.3g}) CI" in t for t in notes)
+    assert "Weight" not in [t.get_text() for t in texts(fig, "header")]  # CR2 has no weights
+    assert not by_gid(ax, "prediction_interval")  # no PI without a between-study variance
+    # per-district diamonds come from the package's subgroup fitter
+    sg = am.subgroup_analysis(konst.yi, konst.vi, konst.district.astype(str))
+    dias = by_gid(ax, "summary_subgroup")
+    assert [d.get_xy()[1, 0] for d in dias] == pytest.approx(
+        [np.tanh(r.estimate) for r in sg.groups.values()], rel=1e-10)
+
+
+def test_forest_ci_type_is_labelled(molloy, konst, konst_tl):
+    kh = am.random_effects(molloy.yi, molloy.vi, test="knha")
+    notes = [t.get_text() for t in texts(plots.forest_plot(kh), "note")]
+    assert "Model: random-effects REML, Knapp\u2013Hartung t(15) CI" in notes
+    notes = [t.get_text() for t in texts(plots.forest_plot(konst_tl), "note")]
+    assert "Model: three-level REML, z CI" in notes
+    tl_t = am.three_level(konst.yi, konst.vi, konst.district, test="t")
+    dfs = float(np.ravel(tl_t.dfs)[0])
+    notes = [t.get_text() for t in texts(plots.forest_plot(tl_t), "note")]
+    assert f"Model: three-level REML, t({dfs:.3g}) CI" in notes
+    own = plots.forest_plot(kh, model_label="headline: three-level REML, t(7) CI")
+    assert "Model: headline: three-level REML, t(7) CI" in [t.get_text() for t in texts(own, "note")]
+
+
+def test_forest_cautions_for_small_k_and_zero_tau2(molloy):
+    small = am.random_effects(molloy.yi[:4], molloy.vi[:4])
+    c = [t.get_text() for t in texts(plots.forest_plot(small), "caution")]
+    assert any("k = 4 effects (< 5)" in t for t in c)
+    assert not texts(plots.forest_plot(am.random_effects(molloy.yi, molloy.vi)), "caution")
+    # SYNTHETIC homogeneous effects: tau2 = 0, so the PI equals the CI
+    flat = am.random_effects([0.20, 0.21, 0.19, 0.20, 0.205, 0.2], [0.01] * 6)
+    assert flat.tau2 == 0
+    c = [t.get_text() for t in texts(plots.forest_plot(flat), "caution")]
+    assert c == ["The prediction interval equals the CI because the between-study variance is "
+                 "estimated as 0."]
+    assert_no_overlap(plots.forest_plot(small, title="Subset: first four"))
+
+
+def test_forest_labels_n_column_and_sort(molloy, molloy_res):
+    # SYNTHETIC author-year labels and years for molloy2014's 16 effects
+    years = 1990 + (np.arange(16) * 7) % 23
+    data = pd.DataFrame({"label": [f"Author{i} ({y})" for i, y in enumerate(years)],
+                         "n": (1 / molloy.vi + 3).round().astype(int), "year": years})
+    fig = plots.forest_plot(molloy_res, data=data, sort="year", title="Subset: adults")
+    got = [t.get_text() for t in texts(fig, "label:study")]
+    order = np.lexsort((np.arange(16), years))
+    assert got == list(data.label[order])
+    assert [t.get_text() for t in texts(fig, "n")] == [f"{v:,}" for v in data.n[order]]
+    assert [t.get_text() for t in texts(fig, "header")][:2] == ["Study", "n"]
+    assert texts(fig, "title")[0].get_text() == "Subset: adults"
+    assert_no_overlap(fig)
+    by_effect = plots.forest_plot(molloy_res, data=data, sort="effect")
+    x = by_gid(main_ax(by_effect), "study_markers")[0].get_offsets()[:, 0]
+    assert np.all(np.diff(x) >= 0)
+    with pytest.raises(ValueError, match="sort='year' needs year"):
+        plots.forest_plot(molloy_res, sort="year")
+    with pytest.raises(ValueError, match="sort must be None, 'year' or 'effect'"):
+        plots.forest_plot(molloy_res, sort="n")
+    with pytest.raises(ValueError, match=r"data\['n'\] has 3 entries"):
+        plots.forest_plot(molloy_res, data=pd.DataFrame({"n": [1, 2, 3]}))
+
+
+def test_no_text_crossed_by_lines(molloy, molloy_res, konst_tl):
+    # subgroup notes sit inside the plot region: the null line stops short of them
+    fig = plots.forest_plot(molloy_res, groups=molloy.design, title="molloy2014 by design")
+    assert_no_text_on_lines(fig)
+    assert len(by_gid(main_ax(fig), "null_line")[0].get_segments()) >= 3  # broken at notes
+    loo = am.leave_one_out(molloy_res)
+    assert_no_text_on_lines(plots.leave_one_out_plot(loo, res=konst_tl))
+    # the check catches a crossing line
+    bad = plots.forest_plot(molloy_res)
+    note = texts(bad, "note")[0]
+    ax = main_ax(bad)
+    y = note.get_position()[1]
+    ax.vlines(ax.get_xlim()[0] + 1e-3, y - 0.4, y + 0.4, gid="null_line")
+    with pytest.raises(AssertionError, match="cross a text"):
+        assert_no_text_on_lines(bad)
+
+
+def test_forest_grouped_above_max_rows():
+    d = synthetic(150)
+    d["sample"] = [f"Sample {i // 3 + 1:02d}" for i in range(150)]  # 50 samples of 3 effects
+    res = am.random_effects(d.yi, d.vi)
+    fig = plots.forest_plot(res, groups=d["sample"], group_name="sample", title="SYNTHETIC")
+    ax = main_ax(fig)
+    xy = by_gid(ax, "study_markers")[0].get_offsets()
+    assert len(xy) == 50  # one row per sample
+    sg = am.subgroup_analysis(d.yi, d.vi, d["sample"])
+    np.testing.assert_allclose(xy[:, 0], np.tanh([r.estimate for r in sg.groups.values()]),
+                               rtol=1e-10)
+    assert [t.get_text() for t in texts(fig, "header")][:2] == ["Sample", "k"]
+    assert {t.get_text() for t in texts(fig, "n")} == {"3"}
+    notes = " ".join(t.get_text() for t in texts(fig, "note"))
+    assert "One row per sample: 150 effects in 50 samples" in notes and "full=True" in notes
+    assert "Test for sample differences: Q(49)" in notes
+    assert_no_overlap(fig)
+    full = plots.forest_plot(res, groups=d["sample"], full=True)
+    assert len(by_gid(main_ax(full), "study_markers")[0].get_offsets()) == 150
+    assert full.get_size_inches()[1] > 2.5 * fig.get_size_inches()[1]
+    # no groups: every effect, with a caution; a three-level model groups by its own samples
+    plain = plots.forest_plot(res)
+    assert len(by_gid(main_ax(plain), "study_markers")[0].get_offsets()) == 150
+    assert "150 effects exceed max_rows = 60" in texts(plain, "caution")[-1].get_text()
+    tl = am.three_level(d.yi, d.vi, d["sample"])
+    own = plots.forest_plot(tl)
+    assert len(by_gid(main_ax(own), "study_markers")[0].get_offsets()) == 50
+    assert [t.get_text() for t in texts(own, "header")][:2] == ["Sample", "k"]
+    small = plots.forest_plot(res, groups=d["sample"], max_rows=200)
+    assert len(by_gid(main_ax(small), "study_markers")[0].get_offsets()) == 150
+
+
+def test_forest_pages():
+    d = synthetic(150)
+    res = am.random_effects(d.yi, d.vi)
+    pages = plots.forest_pages(res, labels=d.label, title="SYNTHETIC k = 150", max_rows=60)
+    assert len(pages) == 3
+    assert [texts(p, "title")[0].get_text() for p in pages] == [
+        f"SYNTHETIC k = 150 (page {i} of 3)" for i in (1, 2, 3)]
+    n = [len(by_gid(main_ax(p), "study_markers")[0].get_offsets()) for p in pages]
+    assert sum(n) == 150 and max(n) <= 60
+    assert [len(by_gid(main_ax(p), "summary_overall")) for p in pages] == [0, 0, 1]
+    assert len({main_ax(p).get_xlim() for p in pages}) == 1  # one x range for all pages
+    for p in pages:
+        assert_no_overlap(p)
+
+
+def test_funnel_headline_and_points_label(konst, konst_tl):
+    comp = konst.groupby("district").agg(yi=("yi", "mean"), vi=("vi", "mean"))  # SYNTHETIC means
+    fig = plots.funnel_plot(konst_tl, yi=comp.yi, vi=comp.vi, points_label="Per-sample composites",
+                            title="Funnel (konstantopoulos2011)")
+    ax = main_ax(fig)
+    assert by_gid(ax, "pooled_estimate")[0].get_xdata()[0] == pytest.approx(konst_tl.estimate)
+    np.testing.assert_allclose(by_gid(ax, "studies")[0].get_offsets()[:, 0], comp.yi)
+    leg = ax.get_legend()
+    assert "Per-sample composites (k = 11)" in [t.get_text() for t in leg.get_texts()]
+    assert "three-level REML" in leg.get_title().get_text().replace("\n", " ")
+    assert_no_overlap(fig)
+    with pytest.raises(ValueError, match="give both yi and vi"):
+        plots.funnel_plot(konst_tl, yi=comp.yi)
+    small = plots.funnel_plot(am.random_effects(konst.yi[:4], konst.vi[:4]))
+    assert any("k = 4" in t for t in all_text(small))
+    assert_no_overlap(small)
+
+
+def test_sensitivity_plots_with_the_headline(molloy_res, konst_tl):
+    loo = am.leave_one_out(molloy_res)
+    fig = plots.leave_one_out_plot(loo, res=konst_tl, unit="sample", title="Subset: all")
+    ax = main_ax(fig)
+    assert texts(fig, "header")[0].get_text() == "Omitted sample"
+    band = by_gid(ax, "reference_band")[0].get_paths()[0].vertices[:, 0]
+    assert band.min() == pytest.approx(np.tanh(np.ravel(konst_tl.ci_lb)[0]), rel=1e-9)
+    assert band.max() == pytest.approx(np.tanh(np.ravel(konst_tl.ci_ub)[0]), rel=1e-9)
+    assert "Model: three-level REML, z CI" in [t.get_text() for t in texts(fig, "note")]
+    assert texts(fig, "title")[0].get_text() == "Subset: all"
+    assert_no_overlap(fig)
+    cum = plots.cumulative_plot(am.cumulative(molloy_res), res=molloy_res, unit="effect")
+    assert texts(cum, "header")[0].get_text() == "Effect added"
+    assert "Model: random-effects REML, z CI" in [t.get_text() for t in texts(cum, "note")]
+    small = am.random_effects(molloy_res.yi[:4], molloy_res.vi[:4])
+    c = plots.cumulative_plot(am.cumulative(small), res=small)
+    assert any("k = 4" in t.get_text() for t in texts(c, "caution"))
+
+
+def test_baujat_labels_repelled_and_unclipped(molloy_res):
+    bj = am.baujat(molloy_res)
+    names = ["SaguiHenson2022", "Goldberg2013 (1)", "Goldberg2013 (2)", "Falkenstrom2016"]
+    bj["study"] = [f"{names[i % 4]}" for i in range(len(bj))]
+    fig = plots.baujat_plot(bj, title="Baujat (molloy2014)", model_label="random-effects REML")
+    labs = texts(fig, "label")
+    assert sorted(t.get_text() for t in labs) == sorted(bj.study)  # every name in full
+    assert_no_overlap(fig)  # inside the figure, no two labels overprint
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = main_ax(fig).get_window_extent(r)
+    for t in labs:  # and inside the axes
+        e = t.get_window_extent(r)
+        assert box.x0 - 1 <= e.x0 and e.x1 <= box.x1 + 1 and box.y0 - 1 <= e.y0 and e.y1 <= box.y1 + 1
+    assert "Model: random-effects REML" in all_text(fig)
+
+
+def test_bubble_integer_years_and_model_label(molloy):
+    # SYNTHETIC publication years for molloy2014's effects
+    mods = molloy.assign(year=2000 + (np.arange(16) * 5) % 17)
+    reg = am.meta_regression(mods.yi, mods.vi, mods=mods, formula="~ year")
+    fig = plots.bubble_plot(reg, "year", title="Year (subset: all)")
+    ax = main_ax(fig)
+    assert integer_ticks(ax.xaxis)
+    assert "Model: meta-regression REML, z CI" in all_text(fig)
+    assert_no_overlap(fig)
+
+
+def test_orchard_flags_small_levels():
+    d = DATA["mcdaniel1994"]
+    g = np.array(d["type"], dtype=object)
+    g[:2] = "rare"  # SYNTHETIC level with k = 2
+    fig = plots.orchard_plot(d["yi"], d["vi"], g, title="Orchard (subset)")
+    ax = main_ax(fig)
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert "rare (k = 2) \u2020" in ticks
+    assert all(t.endswith(")") for t in ticks if not t.startswith("rare"))
+    text = " ".join(all_text(fig))
+    assert "\u2020 k < 3: not interpreted" in text and "Model: per level, random-effects REML" in text
+    assert_no_overlap(fig)
+
+
+def _synthetic_dataset(k: int = 40, seed: int = 2) -> pd.DataFrame:
+    """SYNTHETIC coded effects with the codebook's moderator columns."""
+    rng = np.random.default_rng(seed)
+    samples = [f"S{i // 2}" for i in range(k)]
+    return pd.DataFrame({
+        "sample_id": samples,
+        "n": np.repeat(rng.integers(20, 800, size=(k + 1) // 2), 2)[:k],
+        "year": rng.integers(1995, 2025, size=k),
+        "modality": rng.choice(["CBT", "psychodynamic", "third-wave", "systemic"], size=k),
+        "format": rng.choice(["individual", "group"], size=k),
+        "alliance_rater": rng.choice(["client", "therapist", "observer", None], size=k),
+        "outcome_rater": rng.choice(["client", "clinician"], size=k),
+        "r": rng.uniform(-0.05, 0.5, size=k),
+    })
+
+
+def test_dataset_overview_structure():
+    df = _synthetic_dataset()
+    fig = am.plots.dataset_overview(df, title="SYNTHETIC review: all effects")
+    assert len(fig.axes) == 6
+    titles = [a.get_title(loc="left") for a in fig.axes]
+    assert titles == ["Modality", "Format", "Alliance rater", "Outcome rater", "Year", "Sample size"]
+    for a in fig.axes[:4]:
+        assert a.get_xlabel() == "Effects" and integer_ticks(a.xaxis)
+        assert sum(p.get_width() for p in a.patches) == len(df)
+    rater = [t.get_text() for t in fig.axes[2].get_yticklabels()]
+    assert "not reported" in rater
+    year_ax = fig.axes[4]
+    assert integer_ticks(year_ax.xaxis) and integer_ticks(year_ax.yaxis)
+    centres = [p.get_x() + p.get_width() / 2 for p in year_ax.patches]
+    assert all(float(c).is_integer() for c in centres)  # one bin per calendar year
+    assert all(p.get_width() <= 1 for p in year_ax.patches)
+    assert sum(p.get_height() for p in year_ax.patches) == len(df)
+    n_ax = fig.axes[5]
+    assert sum(p.get_height() for p in n_ax.patches) == df.sample_id.nunique()
+    assert integer_ticks(n_ax.yaxis)
+    assert "SYNTHETIC review: all effects" in all_text(fig)
+    assert_no_overlap(fig)
+    per_sample = am.plots.dataset_overview(df, ["format"], unit="samples", year=None, n=None)
+    assert len(per_sample.axes) == 1 and per_sample.axes[0].get_xlabel() == "Samples"
+    assert sum(p.get_width() for p in per_sample.axes[0].patches) == df.sample_id.nunique()
+    with pytest.raises(ValueError, match="lacks the column"):
+        am.plots.dataset_overview(df, ["country"])
+    with pytest.raises(ValueError, match="unit must be"):
+        am.plots.dataset_overview(df, unit="studies")
+
+
+def test_moderator_distribution_structure():
+    df = _synthetic_dataset()
+    df.loc[:1, "format"] = "family"  # SYNTHETIC level with k = 2
+    fig = am.plots.moderator_distribution(df, ["modality", "format"], title="SYNTHETIC")
+    assert len(fig.axes) == 2
+    fmt = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    counts = df.format.value_counts()
+    assert f"family (k = {counts['family']}) \u2020" in fmt
+    assert f"individual (k = {counts['individual']})" in fmt
+    assert "\u2020 k < 3: not interpreted" in fig.axes[-1].get_xlabel()
+    pts = np.concatenate([c.get_offsets()[:, 0] for c in fig.axes[0].collections
+                          if len(c.get_offsets())])
+    np.testing.assert_allclose(np.sort(pts), np.sort(df.r))  # every effect drawn at its r
+    assert_no_overlap(fig)
+    with pytest.raises(ValueError, match="lacks the moderator column"):
+        am.plots.moderator_distribution(df, ["design"])
+
+
+def test_save_figure_caps_png_size(tmp_path):
+    d = synthetic(150)
+    fig = plots.forest_plot(am.random_effects(d.yi, d.vi), full=True)
+    assert fig.get_size_inches()[1] * 300 > 6000  # would be a huge PNG at 300 dpi
+    out = plots.save_figure(fig, tmp_path / "tall", formats=("png",))
+    head = out["png"].read_bytes()[16:24]  # IHDR width and height
+    w, h = int.from_bytes(head[:4], "big"), int.from_bytes(head[4:], "big")
+    assert max(w, h) <= 6000
+    uncapped = plots.save_figure(fig, tmp_path / "tall_full", formats=("png",), max_png_side=None)
+    h2 = int.from_bytes(uncapped["png"].read_bytes()[20:24], "big")
+    assert h2 > 6000

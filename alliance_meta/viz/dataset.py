@@ -188,8 +188,10 @@ def moderator_distribution(
         for ax, c in zip(axes, mods, strict=True):
             lab, order = labelled[c]
             frame = pd.DataFrame({"x": x.to_numpy(float), "level": lab.to_numpy()})
-            sns.boxplot(data=frame, x="x", y="level", order=order, ax=ax, color="0.92",
-                        linecolor="0.45", width=0.6, fliersize=0, linewidth=0.7)
+            with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated vert=
+                warnings.simplefilter("ignore", DeprecationWarning)
+                sns.boxplot(data=frame, x="x", y="level", order=order, ax=ax, color="0.92",
+                            linecolor="0.45", width=0.6, fliersize=0, linewidth=0.7)
             with warnings.catch_warnings():  # crowded levels: seaborn warns, points still drawn
                 warnings.simplefilter("ignore", UserWarning)
                 sns.swarmplot(data=frame, x="x", y="level", order=order, ax=ax, size=3.2,

@@ -282,9 +282,10 @@ def forest_plot(
     ``groups`` (one value per effect) shows blocks, each closed by a diamond from
     :func:`~alliance_meta.subgroup_analysis` (or ``subgroup_fit``) and followed by the test of
     differences between groups (``group_name`` names them, e.g. "sample"). With more than
-    ``max_rows`` effects and ``groups`` given, each group becomes one row (its estimate, k in
-    the n column) unless ``full=True``; without groups a larger forest needs ``full=True`` or
-    :func:`forest_pages`. For ``measure="ZCOR"`` everything is back-transformed to r.
+    ``max_rows`` effects each group becomes one row (its estimate, k in the n column) unless
+    ``full=True``; without ``groups`` a three-level model groups by its own samples, and any
+    other model draws every effect with a caution naming :func:`forest_pages`. For
+    ``measure="ZCOR"`` everything is back-transformed to r.
 
     When ``ax`` is None the figure is sized from its content (``row_height`` inches per row),
     so labels never overlap; with your own ``ax`` leave room for the text columns.
@@ -297,13 +298,19 @@ def forest_plot(
         raise ValueError(f"{who}: sort='year' needs year (or a year column in data)")
     k = s.yi.size
     collapse = k > max_rows and not full
+    too_long = None
     if collapse and s.group is None:
-        raise ValueError(f"{who}: {k} effects exceed max_rows = {max_rows}; pass groups (e.g. "
-                         "the sample) to draw one row per group, full=True to draw every "
-                         "effect, or use forest_pages() to split it across pages")
+        cluster = getattr(res, "cluster", None)
+        if cluster is not None and np.size(cluster) == k:  # a three-level model: its samples
+            s.group = pd.Series(list(cluster), dtype=object).astype(str).to_numpy()
+            group_name = "sample" if group_name == "subgroup" else group_name
+        else:  # nothing to group by: every effect, and a note on how to shorten the figure
+            collapse = False
+            too_long = _Row("caution", f"{k} effects exceed max_rows = {max_rows}: pass groups "
+                            "(e.g. the sample) for one row per group, or use forest_pages().")
     body, tail = _rows(m, s, res, sort=sort, collapse=collapse, group_name=group_name,
                        subgroup_fit=subgroup_fit, row_height=row_height, who=who)
-    rows = body + tail
+    rows = body + tail + ([too_long] if too_long is not None else [])
     f, xlabel, _ = _scale(m.measure, who)
     with theme():
         fig = draw_forest(
