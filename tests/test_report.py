@@ -209,8 +209,9 @@ def test_robust_paragraph_reports_the_cr2_test(effects, models):
     rob = models["robust (CR2)"]
     text = rp.results_paragraph(models["random effects"], effects, robust=rob)
     # expected: the RobustResult's own Satterthwaite df, t and CI
-    assert f"t({fmt_df(rob.df[0])}) = {fmt_num(rob.tval[0])}" in text
-    assert fmt_ci(np.tanh(rob.ci_lb[0]), np.tanh(rob.ci_ub[0])) in text
+    first = lambda a: float(np.ravel(a)[0])  # noqa: E731
+    assert f"t({fmt_df(first(rob.df))}) = {fmt_num(first(rob.tval))}" in text
+    assert fmt_ci(np.tanh(first(rob.ci_lb)), np.tanh(first(rob.ci_ub))) in text
     assert "CR2" in text
     methods = rp.methods_paragraph(models["random effects"], effects, robust=rob)
     assert "Pustejovsky & Tipton, 2018" in methods and "Satterthwaite" in methods
@@ -351,3 +352,30 @@ def test_table1_labels_every_curated_study():
     t = table1(df, ROOT / "studies" / "references.bib")
     assert len(t) == df["sample_id"].nunique()
     assert t["Study"].str.contains(r"\(\d{4}[a-z]?\)").all(), t["Study"].tolist()
+
+
+def test_three_level_paragraph_reports_profile_cis_pi_and_contain_df(effects):
+    y, v, s = effects["yi"], effects["vi"], effects["sample_id"]
+    tl = am.three_level(y, v, s, test="t", dfs="contain")
+    text = rp.results_paragraph(tl, effects)
+    ci = tl.confint()  # expected: metafor's confint.rma.mv as the result computes it
+    for comp, name in (("sigma2_between", "between"), ("sigma2_within", "within")):
+        lb, ub = ci.loc[comp, "ci_lb"], ci.loc[comp, "ci_ub"]
+        assert (f"\u03c3\u00b2 {name} samples = {fmt_var(ci.loc[comp, 'estimate'])}, 95% CI "
+                f"{fmt_ci(lb, ub, fmt_var)}") in text
+    assert f"was {fmt_ci(np.tanh(tl.pi_lb), np.tanh(tl.pi_ub))}" in text  # predict.rma.mv
+    assert f"t({fmt_df(tl.dfs)}) = {fmt_num(tl.tval)}" in text
+    assert tl.dfs == effects["sample_id"].nunique() - 1  # contain: samples - 1
+    assert "\u201ccontain\u201d" in rp.methods_paragraph(tl, effects)
+    stray = [x for x in numbers(text) if x not in _allowed(rp.headline(tl, effects))]
+    assert not stray, stray
+
+
+def test_three_level_fallback_is_reported_as_random_effects(effects):
+    one = effects.drop_duplicates("sample_id")
+    tl = am.three_level(one["yi"], one["vi"], one["sample_id"], test="t")
+    assert tl.fallback  # every sample has one effect
+    text = rp.results_paragraph(tl, one)
+    assert "fitted as a random-effects model" in text
+    assert f"\u03c4\u00b2 = {fmt_var(tl.sigma2_between)}" in text and "within samples" not in text
+    assert f"I\u00b2 = {fmt_pct(tl.I2_between)}%" in text

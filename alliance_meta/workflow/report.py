@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .apa import fmt_ci, fmt_df, fmt_int, fmt_num, fmt_pct, fmt_r, fmt_var, p_text
+from .captions import CAPTIONS_FILE, read_captions, record_caption
 from .citations import REFERENCES, cited
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "SMALL_K",
 ]
 
-CAPTIONS_FILE = "captions.json"
 HEADLINE_FILE = "headline.json"
 #: Below this many samples tau^2 and the prediction interval are too imprecise to interpret
 #: without a caution (Borenstein et al. 2009 ch. 16; IntHout et al. 2016 show PIs need k >= 5).
@@ -128,6 +128,7 @@ class Headline:
     QE_p: float = float("nan")
     rho: float = float("nan")
     k_pooled: int = 0
+    fallback: bool = False
     cautions: tuple[str, ...] = field(default=())
 
     @property
@@ -210,7 +211,8 @@ def headline(result, data: pd.DataFrame | None = None, *, robust=None, rho: floa
     tl = hasattr(result, "sigma2_between")
     src = robust if robust is not None else result
     est = _f(_get(src, "beta", "coef", "estimate"))
-    df = _f(_get(robust, "df")) if robust is not None else _f(_get(result, "dfs", default=np.inf))
+    df = (_f(_get(robust, "dfs", "df")) if robust is not None
+          else _f(_get(result, "dfs", default=np.inf)))
     if str(_get(result, "test", default="z")) == "z" and robust is None:
         df = float("inf")
     k_pooled = int(_get(result, "k", default=0))
@@ -238,14 +240,23 @@ def headline(result, data: pd.DataFrame | None = None, *, robust=None, rho: floa
         QE_df=float(k_pooled - int(_get(result, "p", default=1))),
         rho=float("nan") if rho is None else float(rho), k_pooled=k_pooled,
     )
-    if tl:
+    fallback = bool(getattr(result, "fallback", False))
+    if tl and fallback:
+        # every sample has one effect: the model is random effects, sigma2_between its tau^2
+        vals.update(tau2=float(result.sigma2_between), I2=float(result.I2_between),
+                    fallback=True)
+        ci = _variance_cis(result)
+        vals.update(tau2_ci_lb=ci.get("sigma2_between_ci_lb", float("nan")),
+                    tau2_ci_ub=ci.get("sigma2_between_ci_ub", float("nan")))
+    elif tl:
         s_b, s_w = float(result.sigma2_between), float(result.sigma2_within)
         vals.update(sigma2_between=s_b, sigma2_within=s_w, tau2=s_b + s_w,
                     I2_between=float(result.I2_between), I2_within=float(result.I2_within),
                     I2=float(result.I2_between + result.I2_within))
     else:
         vals.update(tau2=_f(_get(result, "tau2")), I2=_f(_get(result, "I2")))
-    vals.update(_variance_cis(result))
+    if not (tl and fallback):
+        vals.update(_variance_cis(result))
     h = Headline(**vals)
     return Headline(**{**vals, "cautions": tuple(_cautions(h, result))})
 
@@ -260,10 +271,9 @@ def _cautions(h: Headline, result) -> list[str]:
         out.append("The heterogeneity variance was estimated at zero, so the prediction interval "
                    "equals the confidence interval; with few effects this is not evidence that "
                    "the true correlations are homogeneous.")
-    if h.three_level and h.n_samples == h.k:
+    if h.fallback or (h.three_level and h.n_samples == h.k):
         out.append("Every sample contributed one effect, so the within-sample variance is not "
-                   "identified and the three-level model is equivalent to a random-effects "
-                   "model.")
+                   "identified: the three-level model was fitted as a random-effects model.")
     return out
 
 
@@ -294,8 +304,8 @@ def _test_sentence(h: Headline) -> str:
         return ("Tests and confidence intervals used the Knapp\u2013Hartung adjustment with a t "
                 f"distribution on k \u2212 1 = {fmt_df(h.df)} degrees of freedom (Knapp & "
                 "Hartung, 2003).")
-    kind = {"contain": "the \u201ccontain\u201d method, i.e. the number of samples minus "
-            "the number of coefficients estimated at the sample level",
+    kind = {"contain": "metafor's \u201ccontain\u201d method: the number of samples minus the "
+            "number of coefficients, for coefficients constant within samples",
             "residual": "the number of effects minus the number of coefficients"}.get(
         h.df_kind, h.df_kind)
     return (f"Tests and confidence intervals used a t distribution with {fmt_df(h.df)} degrees of "
@@ -564,37 +574,3 @@ def write_report(path: str | Path, result, data: pd.DataFrame | None = None, *,
         json.dumps(h.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n",
         encoding="utf-8")
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# figure captions
-
-
-def record_caption(output_dir: str | Path, name: str, caption: str, model: str = "",
-                   kind: str = "figures") -> Path:
-    """Add one figure's caption to ``<output_dir>/figures/captions.json`` (``kind="tables"``:
-    a table's title to ``tables/captions.json``); sorted keys, so the file is byte-identical
-    for identical captions. ``model`` names the model that drew the figure or table."""
-    if kind not in ("figures", "tables"):
-        raise ValueError(f"record_caption: kind must be 'figures' or 'tables', not {kind!r}")
-    p = Path(output_dir) / kind / CAPTIONS_FILE
-    p.parent.mkdir(parents=True, exist_ok=True)
-    caps = read_captions(p.parent)
-    caps[name] = {"caption": caption, "model": model}
-    p.write_text(json.dumps(caps, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                 encoding="utf-8")
-    return p
-
-
-def read_captions(figures_dir: str | Path) -> dict[str, dict[str, str]]:
-    """The captions of a run's figures (``{}`` if the run wrote none); a bare string value is
-    read as the caption."""
-    p = Path(figures_dir) / CAPTIONS_FILE
-    if not p.exists():
-        return {}
-    try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return {}
-    return {k: ({"caption": v, "model": ""} if isinstance(v, str) else dict(v))
-            for k, v in raw.items()}
