@@ -368,6 +368,8 @@ def test_a_review_without_screening_log_or_syntheses_has_empty_tables(tmp_path):
     assert validate_screening(tmp_path).ok and not validate_screening(tmp_path).problems
     assert validate_syntheses(tmp_path).ok and not validate_syntheses(tmp_path).problems
     assert load_screening(tmp_path).empty and list(load_syntheses(tmp_path).columns) == SYN_COLS
+    _write(tmp_path / "syntheses.csv", [], SYN_COLS)  # the header only, as a fresh review has it
+    assert validate_syntheses(tmp_path).ok and load_syntheses(tmp_path).empty
     # a table without its bibliography is still an error
     _write(tmp_path / "syntheses.csv", [SYNTH], SYN_COLS)
     (p,) = validate_syntheses(tmp_path).errors

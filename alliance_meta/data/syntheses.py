@@ -90,9 +90,7 @@ def _validate(folder) -> tuple[ValidationReport, list[_Row], list[dict[str, obje
     if raw is None and bib_raw is None:  # a review without published syntheses: nothing to check
         return ValidationReport((), (str(target), str(bib_path)), 0), rows, vals
     keys: dict[str, int] | None = None
-    if bib_raw is None:
-        problems.append(Problem(str(bib_path), 0, "", "bibliography file not found"))
-    else:
+    if bib_raw is not None:
         keys, ps = _parse_bib(bib_raw, str(bib_path))
         problems += ps
     if raw is None:
@@ -101,6 +99,8 @@ def _validate(folder) -> tuple[ValidationReport, list[_Row], list[dict[str, obje
         _, rows, ps = _parse_csv(raw, str(target), SYNTHESES_FIELDS)
         problems += ps
         vals = _check(rows, problems, keys, str(bib_path))
+    if bib_raw is None and rows:  # an empty table (a fresh review) needs no bibliography yet
+        problems.append(Problem(str(bib_path), 0, "", "bibliography file not found"))
     used = {v["synthesis_id"] for v in vals}
     for key, line in (keys or {}).items():
         if key not in used:
@@ -122,7 +122,8 @@ def validate_syntheses(path: str | os.PathLike | None = None) -> ValidationRepor
     k, authors/title/journal/doi differing within a synthesis, a synthesis_id without a
     bibliography entry. Warnings: an estimate outside its CI, a year that differs from the one in
     the synthesis_id, bibliography entries without rows. A folder with neither syntheses.csv nor
-    syntheses.bib (a review that records no published syntheses) has no problems.
+    syntheses.bib, or with a syntheses.csv without rows (a review that records no published
+    syntheses), has no problems.
     """
     report, *_ = _validate(studies_dir(path))
     return report
