@@ -18,7 +18,7 @@ _ROW = 0.17  # inches per row
 
 def _ci(r: float, lb: float, ub: float) -> str:
     def f(x: float) -> str:
-        s = f"{x:.2f}"
+        s = f"{x:.2f}".replace("-0.00", "0.00")
         return s.replace("0.", ".", 1).replace("-", "\u2212")
 
     if not np.isfinite(r):

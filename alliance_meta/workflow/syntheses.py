@@ -25,7 +25,7 @@ from .table1 import author_year, parse_bib
 from .workbench import Attempt, attempt, headline_model, select
 
 __all__ = ["CONVERSION", "RULE", "published", "eligible", "non_overlapping", "second_order",
-           "ours", "beside"]
+           "ours", "beside", "summary_table", "summary_rows"]
 
 #: How each printed metric becomes r (shown in the tables and the figure).
 CONVERSION = {"r": "as printed", "d": "r = d / \u221a(d\u00b2 + 4)",
@@ -65,8 +65,8 @@ def published(data_path: str | None = None) -> pd.DataFrame:
         bib = {}
     who = {k: "{} ({})".format(*author_year(bib[k])) if k in bib else k
            for k in s["synthesis_id"].astype(str).unique()}
-    s["label"] = [f"{who[i]}: {g}" for i, g in zip(s["synthesis_id"].astype(str), s["subgroup"],
-                                                  strict=True)]
+    s["label"] = [f"{who[i]}: {g}" + ("" if c == "alliance" else f" [{c}]") for i, g, c in
+                  zip(s["synthesis_id"].astype(str), s["subgroup"], s["construct"], strict=True)]
     return s
 
 
@@ -99,13 +99,15 @@ def second_order(pub: pd.DataFrame, rows: pd.Series, method: str = "REML") -> At
 
 
 def ours(subsets: Mapping[str, str], dependence: str = "three-level", method: str = "REML",
-         rho: float = 0.5, data_path: str | None = None) -> pd.DataFrame:
+         rho: float = 0.5, data_path: str | None = None, base: str = "") -> pd.DataFrame:
     """Our headline model on the subset of our effects matching each published population
-    (``{population: pandas query}``, ``""`` for all effects); one row each."""
+    (``{population: pandas query}``, ``""`` for all effects; ``base`` is a query applied to
+    every subset); one row each."""
     rows = []
     for pop, q in subsets.items():
-        row = {"population": pop, "subset": q or "all effects"}
-        d = attempt("select", select, data_path, q)
+        full = " and ".join(f"({x})" for x in (base, q) if x and x.strip())
+        row = {"population": pop, "subset": full or "all effects"}
+        d = attempt("select", select, data_path, full)
         a = attempt(pop, headline_model, d.result, dependence, method, rho) if d.ok else d
         if a.ok:
             h = a.result.headline()
@@ -136,3 +138,27 @@ def beside(headline_row: Mapping, pub: pd.DataFrame,
                         "model": headline_row["model"], "r": headline_row["r"],
                         "r_ci_lb": headline_row["r_ci_lb"], "r_ci_ub": headline_row["r_ci_ub"]}])
     return pd.concat([me.reindex(columns=cols), theirs], ignore_index=True)
+
+
+def summary_table(fits: Mapping[str, Attempt]) -> pd.DataFrame:
+    """One row per second-order summary: k, r with CI and PI, tau2, I2 (or why it failed)."""
+    rows = []
+    for name, a in fits.items():
+        row = {"summary": name}
+        if a.ok:
+            s = a.result.summary().iloc[0]
+            row.update(k=a.result.k, **{c: s[c] for c in ("r", "r_ci_lb", "r_ci_ub", "r_pi_lb",
+                                                          "r_pi_ub", "tau2", "I2", "pval")
+                                        if c in s})
+            row["syntheses"] = "; ".join(a.result.labels)
+        else:
+            row["note"] = f"not estimable: {a.reason}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_rows(table: pd.DataFrame) -> list[tuple[str, float, float, float, float, float]]:
+    """The summaries as (label, r, ci_lb, ci_ub, pi_lb, pi_ub) for the figure."""
+    t = table.dropna(subset=["r"]) if "r" in table else table.iloc[:0]
+    return [(f"{row['summary']} (k = {int(row['k'])})", row["r"], row["r_ci_lb"], row["r_ci_ub"],
+             row.get("r_pi_lb", np.nan), row.get("r_pi_ub", np.nan)) for _, row in t.iterrows()]

@@ -28,7 +28,7 @@ from ..stats.rma import random_effects
 from ..stats.rma_mv import three_level
 from ..stats.robust import robust
 from . import report as _report
-from .table1 import author_year, parse_bib
+from .table1 import parse_bib, study_labels
 
 __all__ = [
     "Attempt",
@@ -46,6 +46,7 @@ __all__ = [
     "leave_one_sample_out",
     "cumulative_by_sample",
     "influence_by_sample",
+    "without_samples",
     "write_report",
     "counts",
     "pooled_models",
@@ -115,8 +116,7 @@ def labels(df: pd.DataFrame, data_path: str | None = None) -> list[str]:
         bib = parse_bib(studies_dir(data_path) / "references.bib")
     except (OSError, ValueError):
         bib = {}
-    base = {s: (f"{author_year(bib[s])[0]} ({author_year(bib[s])[1]})" if s in bib else s)
-            for s in df["study_id"].astype(str).unique()}
+    base = study_labels(df["study_id"].astype(str).unique(), bib)
     out = []
     for s, g in df.groupby(df["study_id"].astype(str), sort=False):
         outc = g.get("outcome_measure", pd.Series([""] * len(g), index=g.index)).fillna("")
@@ -481,11 +481,17 @@ def influence_by_sample(hm: HeadlineModel) -> tuple[pd.DataFrame, str]:
     from. The stats floor has them for random-effects fits only, so for the three-level and
     CR2 headlines they are computed on one composite per sample (``rho`` of the run): the same
     samples, a model without the within-sample level; the returned label says so."""
-    if _stats_floor_by_sample(hm):
-        return influence(hm.fit).assign(label=lambda d: d["study"].astype(str)), hm.label
-    comp = headline_model(hm.effects, "aggregate", hm.method, hm.rho, hm.level)
-    return (influence(comp.fit).assign(label=lambda d: d["study"].astype(str)),
-            comp.label + " (influence is not available for the headline's own model)")
+    own = _stats_floor_by_sample(hm)
+    m = hm if own else headline_model(hm.effects, "aggregate", hm.method, hm.rho, hm.level)
+    t = influence(m.fit).assign(label=lambda d: d["study"].astype(str),
+                                sample_id=m.points["sample_id"].to_numpy())
+    return t, m.label + ("" if own else " (not available for the headline's own model)")
+
+
+def without_samples(hm: HeadlineModel, samples: Sequence) -> Attempt:
+    """The headline model refitted without the effects of ``samples``."""
+    keep = ~hm.effects["sample_id"].isin(list(samples)).to_numpy()
+    return attempt("without", _refit, hm, keep)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,9 +34,13 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
 
+from matplotlib.ticker import MaxNLocator
+
 import alliance_meta as am
-from alliance_meta.workflow import workbench as wb
+from alliance_meta.data import studies_dir
 from alliance_meta.viz import theme
+from alliance_meta.workflow import workbench as wb
+from alliance_meta.workflow.table1 import table1
 
 out = wb.Outputs(output_dir, formats)
 report = am.validate_studies(data_path)
@@ -56,7 +60,8 @@ report
 # %%
 columns = ["modality", "format", "delivery", "population", "alliance_rater",
            "alliance_measure", "alliance_timing", "r_kind", "stat_type", "design"]
-out.table(wb.counts(df, columns), "counts")
+out.table(wb.counts(df, columns), "counts",
+          "Studies, samples and effects by study characteristic")
 
 # %% [markdown]
 # ## Sample sizes and publication years
@@ -72,14 +77,25 @@ with theme():
     ax2.hist(df.drop_duplicates("study_id")["year"].astype(float), bins=10, color="#E69F00")
     ax2.set_xlabel("publication year")
     ax2.set_ylabel("studies")
+    for a in (ax1, ax2):  # counts and years are whole numbers
+        a.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-out.figure(fig, "distributions")
+out.figure(fig, "distributions", "Sample sizes (one per sample) and publication years (one per "
+           "study)")
+
+# %% [markdown]
+# ## Table 1: study characteristics
+
+# %%
+out.table(table1(df, studies_dir(data_path) / "references.bib"), "table1",
+          "Table 1: characteristics of the included samples")
 
 # %% [markdown]
 # ## The effects, with their sources
 
 # %%
-table = df[["es_id", "study_id", "sample_id", "n", "stat_type", "stat_value", "r_kind",
+table = df[["es_id", "label", "study_id", "sample_id", "n", "stat_type", "stat_value", "r_kind",
             "r", "modality", "format", "delivery", "population", "alliance_measure",
             "alliance_rater", "alliance_timing", "outcome_measure", "doi"]]
-out.table(table, "effects")
+out.table(table, "effects", "The effects with their sources")
