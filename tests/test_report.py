@@ -217,6 +217,14 @@ def test_robust_paragraph_reports_the_cr2_test(effects, models):
     assert "Pustejovsky & Tipton, 2018" in methods and "Satterthwaite" in methods
 
 
+def test_tiny_variance_reads_as_an_inequality():
+    # "< 0.001" replaces the "=": "sigma2 = < 0.001" is not a sentence
+    assert rp._var_text("\u03c3\u00b2", 0.0002, 0.0, 0.02, 0.95) == \
+        "\u03c3\u00b2 < 0.001, 95% CI [0.000, 0.020]"
+    assert rp._var_text("\u03c4\u00b2", 0.0031, float("nan"), float("nan"), 0.95) == \
+        "\u03c4\u00b2 = 0.003"
+
+
 def test_small_k_cautions():
     df = pd.DataFrame({"study_id": ["A", "B", "C"], "sample_id": ["A1", "B1", "C1"],
                        "n": [103, 103, 103], "yi": [0.20, 0.21, 0.19], "vi": [0.01] * 3})
@@ -267,7 +275,9 @@ def test_methods_paragraph_names_model_test_and_software(effects, models):
     assert f"NumPy {np.__version__}" in text and "Viechtbauer, 2010" in text
     assert "Peterson & Brown" not in text  # no beta-converted effect in the data
     beta = effects.assign(stat_type=["beta"] + ["r"] * (len(effects) - 1))
-    assert "Peterson & Brown, 2005" in rp.methods_paragraph(models["three-level"], beta)
+    conv = rp.methods_paragraph(models["three-level"], beta)
+    assert "Peterson & Brown, 2005" in conv
+    assert f"Of the {len(effects)} effects, 1 was reported as" in conv  # never opens on a numeral
     kh = rp.methods_paragraph(models["random effects"], effects)
     assert "Knapp & Hartung, 2003" in kh and f"k \u2212 1 = {len(effects) - 1}" in kh
     agg = rp.methods_paragraph(models["aggregated per sample"], effects, rho=0.5)

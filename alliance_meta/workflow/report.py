@@ -328,10 +328,11 @@ def methods_paragraph(result, data: pd.DataFrame | None = None, *, robust=None,
              "z for pooling and back-transformed to r for reporting (Borenstein et al., 2009)."]
     if data is not None and "stat_type" in data and (data["stat_type"] == "beta").any():
         nb = int((data["stat_type"] == "beta").sum())
-        parts.append(f"{nb} effect{'s were' if nb != 1 else ' was'} reported as a standardised "
-                     "regression coefficient and converted to r with r = .98\u03b2 + .05\u03bb "
-                     "(\u03bb = 1 for \u03b2 \u2265 0, else 0) on the direction-aligned scale "
-                     "(Peterson & Brown, 2005).")
+        parts.append(f"Of the {fmt_int(len(data))} effects, {fmt_int(nb)} "
+                     f"{'were' if nb != 1 else 'was'} reported as standardised regression "
+                     "coefficients and converted to r with r = .98\u03b2 + .05\u03bb (\u03bb = 1 "
+                     "for \u03b2 \u2265 0, else 0) on the direction-aligned scale (Peterson & "
+                     "Brown, 2005).")
     if h.three_level:
         parts.append("Because several effects could come from one sample, we fitted a three-level "
                      "random-effects model with effects (level 2) nested in independent samples "
@@ -413,7 +414,8 @@ def _counts_text(h: Headline) -> str:
 
 
 def _var_text(name: str, v: float, lb: float, ub: float, level: float) -> str:
-    s = f"{name} = {fmt_var(v)}"
+    val = fmt_var(v)
+    s = f"{name} {val}" if val.startswith("<") else f"{name} = {val}"
     if not (math.isnan(lb) or math.isnan(ub)):
         s += f", {round(level * 100):g}% CI {fmt_ci(lb, ub, fmt_var)}"
     return s
