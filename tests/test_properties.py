@@ -91,3 +91,28 @@ def test_meta_regression_permutation_of_rows(data):
     b = am.meta_regression(y[idx], v[idx], mods=mods.iloc[idx].reset_index(drop=True), formula="~ x")
     np.testing.assert_allclose(a.coef, b.coef, rtol=1e-6, atol=1e-9)
     assert b.tau2 == pytest.approx(a.tau2, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS + ["FE"])
+@pytest.mark.parametrize("test", ["z", "knha"])
+def test_shared_design_batch_equals_separate_fits(method, test):
+    """The permutation test fits (y, v) permuted against ONE shared design (engine batch with
+    X of shape (1, k, p)); each fit must equal the meta-regression with the rows of X permuted
+    instead (plain separate fits), to the engine's convergence tolerance."""
+    from alliance_meta.stats.rma import _fit_batch
+
+    rng = np.random.default_rng(5)
+    k = 25
+    y = rng.normal(0.3, 0.3, k)
+    v = rng.uniform(0.005, 0.08, k)
+    M = np.column_stack([rng.normal(size=k), rng.integers(0, 2, k)])
+    X = np.column_stack([np.ones(k), M])
+    idx = np.argsort(rng.random((6, k)), axis=1)
+    inv = np.argsort(idx, axis=1)
+    f = _fit_batch(y[inv], v[inv], X[None], method, test)
+    for b in range(idx.shape[0]):
+        one = am.meta_regression(y, v, mods=M[idx[b]], method=method, test=test)
+        np.testing.assert_allclose(f.beta[b], one.coef, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(f.vb[b], one.vb, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(f.tau2[b], one.tau2, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(f.QE[b], one.QE, rtol=1e-10)

@@ -47,11 +47,17 @@ class PermutationResult:
 
 
 def permutation_test(
-    reg: MetaRegressionResult, n_perm: int = 1000, seed: int | None = 0, batch: int = 250
+    reg: MetaRegressionResult, n_perm: int = 1000, seed: int | None = 0, batch: int = 1000
 ) -> PermutationResult:
     """Permutation test of a meta-regression: rows of the moderator matrix are shuffled against
-    (yi, vi), every permuted model is refitted with the same estimator and test, all at once
-    (batched Fisher scoring)."""
+    (yi, vi) and every permuted model is refitted with the same estimator and test.
+
+    Speed: shuffling the rows of X against (yi, vi) gives the same model as shuffling (yi, vi)
+    by the inverse permutation against the unchanged X, so all permutations share ONE design
+    and are fitted as one batch of ``batch`` (B, k) problems with a (1, k, p) design (the
+    engine forms X'WX for all of them as one matrix product). The permutations drawn, and so
+    the p-values, are those of shuffling X.
+    """
     if not isinstance(reg, MetaRegressionResult):
         raise TypeError("permutation_test needs a MetaRegressionResult")
     btt = qm_coefficients(reg.coef_names)
@@ -60,20 +66,22 @@ def permutation_test(
     rng = np.random.default_rng(seed)
     y, v, X = reg.yi, reg.vi, reg.X
     k, p = X.shape
+    X1 = X[None]
+    t_test = inference.uses_t(reg.test)
     QM_all, Z_all = [], []
     done = 0
     while done < n_perm:
         nb = min(batch, n_perm - done)
-        idx = np.argsort(rng.random((nb, k)), axis=1)
-        Xb = X[idx]
-        f = _fit_batch(np.broadcast_to(y, (nb, k)), np.broadcast_to(v, (nb, k)), Xb,
-                       reg.method, reg.test, need_het=False)
+        idx = np.argsort(rng.random((nb, k)), axis=1)  # row i of the fit takes X[idx[b, i]]
+        inv = np.empty_like(idx)
+        np.put_along_axis(inv, idx, np.arange(k)[None, :].repeat(nb, 0), axis=1)
+        f = _fit_batch(y[inv], v[inv], X1, reg.method, reg.test, need_het=False)
         se = np.sqrt(np.einsum("bii->bi", f.vb))
         Z_all.append(f.beta / se)
         sub = f.vb[:, btt][:, :, btt]
         bb = f.beta[:, btt]
         qm = np.einsum("bi,bi->b", bb, np.linalg.solve(sub, bb[..., None])[..., 0])
-        QM_all.append(qm / btt.size if inference.uses_t(reg.test) else qm)
+        QM_all.append(qm / btt.size if t_test else qm)
         done += nb
     QM_perm = np.concatenate(QM_all)
     Z = np.concatenate(Z_all)
