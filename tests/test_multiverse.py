@@ -258,9 +258,10 @@ def test_default_grid_at_300_effects_is_mostly_estimable():
     # issue 16: levels from the data and no impossible combinations -> at least half estimable
     d = synthetic(k=300, seed=5)
     fac = default_factors(d)
-    fac["method"], fac["test"] = ["REML"], ["knha"]  # keeps the test quick; same grid rule
+    # keeps the test quick (the benchmark measures the whole default grid); same grid rule
+    fac.update(method=["REML"], test=["knha"], r_kind=["all"], publication=["all"])
     res = multiverse(d, fac, chunk_size=64)
-    assert len(res.table) > 1000
+    assert len(res.table) > 500
     assert (res.table["status"] == "ok").mean() >= 0.5
 
 
