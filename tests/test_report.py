@@ -134,6 +134,8 @@ def test_apa_table_rounds_and_merges_intervals():
     assert "First 1 of 2 rows shown." in out
     assert 'href="../x/tables/pooled.csv"' in out
     assert "\u2212.05" not in out  # the second row was cut by max_rows
+    flags = apa_table(pd.DataFrame({"model": ["a", "b"], "headline": [True, False]}))
+    assert "<td>yes</td>" in flags and "1.00" not in flags
 
 
 # ---------------------------------------------------------------------------------------------

@@ -165,7 +165,9 @@ _HEADERS = {
 
 
 def column_kind(name: str, values: pd.Series | None = None) -> str:
-    """How a column is formatted: r, p, int, var, pct, df, num or text (from its name)."""
+    """How a column is formatted: r, p, int, var, pct, df, num, bool or text (from its name)."""
+    if values is not None and pd.api.types.is_bool_dtype(values):
+        return "bool"
     if values is not None and not pd.api.types.is_numeric_dtype(values):
         return "text"
     for kind, rx in (("r", _R_COLS), ("p", _P_COLS), ("int", _INT_COLS), ("var", _VAR_COLS),
@@ -180,6 +182,8 @@ _FORMATTERS = {"r": fmt_r, "p": fmt_p, "int": fmt_int, "var": fmt_var, "pct": fm
 
 
 def _cell(x, kind: str) -> str:
+    if kind == "bool":
+        return "yes" if bool(x) else ""
     if kind == "text":
         return "" if _missing(x) else html.escape(str(x))
     if _missing(x):
@@ -245,13 +249,13 @@ def apa_table(
         for _, kind, src in shown:
             if len(src) == 2:
                 lb, ub = row[src[0]], row[src[1]]
-                if kind == "text" or _missing(lb) or _missing(ub):
+                if kind in ("text", "bool") or _missing(lb) or _missing(ub):
                     txt = ""
                 else:
                     txt = html.escape(fmt_ci(float(lb), float(ub), _FORMATTERS[kind]))
             else:
                 txt = _cell(row[src[0]], kind)
-            cls = ' class="num"' if kind != "text" else ""
+            cls = ' class="num"' if kind not in ("text", "bool") else ""
             cells.append(f"<td{cls}>{txt}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></div>")

@@ -287,6 +287,12 @@ def _syntheses_table(syn: pd.DataFrame, h: dict | None, compact: bool) -> str:
                           "d is not converted here.")
 
 
+def _md_section(md: str, title: str) -> str:
+    """The body of one ``## title`` section of a report.md ("" if it has none)."""
+    m = re.search(rf"^## {re.escape(title)}\s*$(.*?)(?=^## |\Z)", md, flags=re.M | re.S)
+    return m.group(1).strip() if m else ""
+
+
 def _md_to_html(md: str) -> str:
     """The small Markdown subset report.md uses: headings, paragraphs, quotes, bullet lists."""
     out, para, items = [], [], []
@@ -501,8 +507,12 @@ def build_site(cfg) -> Path:
         body.append(_headline_block(h, main))
         body.extend(_figures(out / main, main))
         rep = out / main / "report.md"
-        if rep.exists():
-            body.append(_md_to_html(rep.read_text(encoding="utf-8")))
+        results = _md_section(rep.read_text(encoding="utf-8"), "Results") if rep.exists() else ""
+        if results:
+            body.append("<h2>Results</h2>")
+            body.append(_md_to_html(results))
+            body.append(f'<p>Method, results and references: <a href="{html.escape(main)}.html">'
+                        f"{html.escape(main)}</a>.</p>")
     else:
         body.append("<p>No pooled run has been executed yet: run <code>alliance-meta run</code>."
                     "</p>")
