@@ -587,7 +587,7 @@ def pooled_table(models: dict[str, Attempt], df: pd.DataFrame) -> pd.DataFrame:
             row.update(tau2=res.sigma2_between + res.sigma2_within,
                        I2=res.I2_between + res.I2_within)
         if hasattr(res, "df") and not hasattr(res, "pi_lb"):
-            row["note"] = f"CR2, Satterthwaite df = {float(res.df[0]):.2f}"
+            row["note"] = f"CR2, Satterthwaite df = {float(np.ravel(res.df)[0]):.2f}"
         rows.append(row)
     cols = ["model", "k", "n_samples", "estimate", "se", "pval", "r", "r_ci_lb", "r_ci_ub",
             "r_pi_lb", "r_pi_ub", "tau2", "I2", "note"]

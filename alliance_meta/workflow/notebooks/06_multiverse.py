@@ -72,7 +72,8 @@ print("factors: " + "; ".join(f"{k} ({len(v)})" for k, v in factors.items()))
 # %%
 res = am.multiverse(df, factors, scheduler=scheduler, seed=seed, level=level, rho=rho,
                     n_jobs=n_jobs, vocabularies=am.data.ENUMS)
-out.table(res.table, "multiverse")
+out.table(res.table, "multiverse", "Every specification: its choices, estimate, CI and status",
+          "one model per specification")
 res
 
 # %% [markdown]
@@ -85,19 +86,26 @@ res
 summary = pd.concat([res.summary().assign(factor="", level="all specifications")]
                     + [res.summary(by=f) for f in res.varying], ignore_index=True)
 summary = summary[["factor", "level"] + [c for c in summary.columns if c not in ("factor", "level")]]
-out.table(summary, "multiverse_summary")
+out.table(summary, "multiverse_summary", "Share of specifications significantly positive, "
+          "not significant or negative, overall and by choice", "one model per specification")
 
 # %%
-out.figure(am.share_significant_plot(res), "multiverse_share_significant")
+out.figure(am.share_significant_plot(res), "multiverse_share_significant",
+           "Share of estimable specifications by significance and direction, by choice.",
+           "one model per specification")
 
 # %% [markdown]
 # ## The specification curve
 
 # %%
-out.figure(am.specification_curve(res), "specification_curve")
+out.figure(am.specification_curve(res), "specification_curve",
+           "Specification curve: every estimable specification ordered by its pooled r, with "
+           "its CI and the choices that define it.", "one model per specification")
 
 # %%
-out.figure(am.estimate_histogram(res), "multiverse_histogram")
+out.figure(am.estimate_histogram(res), "multiverse_histogram",
+           "Distribution of the pooled r over the estimable specifications.",
+           "one model per specification")
 
 # %% [markdown]
 # ## Which choices move the estimate most
@@ -109,7 +117,8 @@ out.figure(am.estimate_histogram(res), "multiverse_histogram")
 # %%
 dec = wb.attempt("decomposition", res.decompose)
 if dec.ok:
-    out.table(dec.result, "multiverse_decomposition")
+    out.table(dec.result, "multiverse_decomposition",
+              "How much of the variation in r each choice explains")
 else:
     print(dec)
 
@@ -119,4 +128,4 @@ else:
 # %%
 reasons = (res.table.loc[res.table["status"] != "ok", "reason"].value_counts()
            .rename_axis("reason").reset_index(name="specifications"))
-out.table(reasons, "multiverse_not_estimable")
+out.table(reasons, "multiverse_not_estimable", "Why specifications could not be fitted")
