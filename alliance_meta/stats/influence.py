@@ -119,11 +119,12 @@ def _leave_one_sample_out(res: ThreeLevelResult) -> pd.DataFrame:
         if keep.sum() < 3:
             raise ValueError(f"{who}: leaving out sample {lab!r} leaves fewer than 3 effects")
         f = three_level(res.yi[keep], res.vi[keep], res.cluster[keep], method=res.method,
-                        test=res.test, level=res.level, measure=res.measure)
+                        test=res.test, level=res.level, measure=res.measure,
+                        dfs=res.dfs_method or "residual")
         rows.append({
-            "study": lab, "k": int(keep.sum()), "estimate": f.estimate, "se": float(f.se[0]),
-            "zval": float(f.zval[0]), "pval": float(f.pval[0]), "ci_lb": float(f.ci_lb[0]),
-            "ci_ub": float(f.ci_ub[0]), "QE": f.QE, "QE_p": f.QE_p,
+            "study": lab, "k": int(keep.sum()), "estimate": f.estimate, "se": f.se,
+            "zval": f.zval, "pval": f.pval, "ci_lb": f.ci_lb, "ci_ub": f.ci_ub,
+            "QE": f.QE, "QE_p": f.QE_p,
             "sigma2_between": f.sigma2_between, "sigma2_within": f.sigma2_within,
         })
     return _add_r(pd.DataFrame(rows), res.measure)

@@ -12,6 +12,16 @@ sample is diag(v + sigma2_within) + sigma2_between * 11', so its inverse and det
 closed forms (Sherman-Morrison) and one likelihood evaluation costs O(k): 100,000 samples fit in
 seconds. (Restricted) likelihood maximised with L-BFGS-B on the analytic gradient, then polished by
 Newton steps on the analytic gradient (finite-difference Hessian) to a gradient below 1e-10.
+
+As metafor's ``rma.mv``: prediction interval (``predict.rma.mv``), profile-likelihood CIs for both
+variance components (``confint.rma.mv``), t tests with ``dfs="residual"`` (k - p) or
+``dfs="contain"`` (l - p, l the number of samples for a coefficient constant within samples,
+else the number of effects), the omnibus QM (chi-square, or F on (m, min df)), and I^2 per level
+with the typical sampling variance (k - p) / tr(P), P = W - WX(X'WX)^-1X'W, W = diag(1/v)
+(metafor's "I^2 for multilevel and multivariate models"; Nakagawa & Santos 2012, Evol Ecol
+26:1253-1274, doi:10.1007/s10682-012-9555-5). Pseudo-R^2 per level is the proportional reduction
+of each variance component relative to the intercept-only model (Raudenbush 2009, as metafor's
+R^2 for ``rma``; per level as in Cheung 2014), truncated at 0.
 """
 
 from __future__ import annotations
@@ -22,11 +32,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special
 
-from .rma import _df_html, check_yi_vi, design_matrix
+from . import inference
+from .engine import ConvergenceError
+from .results import CoefResult, coef_fields, df_html
+from .rma import _mods_matrix, check_yi_vi, has_intercept, qm_coefficients
 
 __all__ = ["ThreeLevelResult", "three_level"]
+
+DFS = ("residual", "contain")
+FALLBACK_MESSAGE = (
+    "every sample contributes one effect, so the between-sample and within-sample variances are "
+    "not separately identifiable (metafor's rma.mv splits their sum arbitrarily); fitted as a "
+    "random-effects model: sigma2_between holds the total heterogeneity (tau^2) and "
+    "sigma2_within is fixed at 0"
+)
 
 
 class _Blocks:
@@ -47,6 +68,7 @@ class _Blocks:
 
     def sum(self, a):
         return np.add.reduceat(a, self.starts, axis=0)
+
 
 @dataclass
 class _ThreeLevelPieces:
@@ -107,57 +129,166 @@ def _loglik(pc: _ThreeLevelPieces, k: int, p: int, reml: bool, XtX_logdet: float
     return -0.5 * (k * np.log(2 * np.pi) + pc.logdetV + pc.quad)
 
 
-@dataclass(frozen=True, repr=False)
-class ThreeLevelResult:
+
+class _Problem:
+    """The (restricted) likelihood of one data set, sorted by cluster, as a function of
+    theta = (sigma2_between, sigma2_within)."""
+
+    def __init__(self, y, v, X, bl: _Blocks, reml: bool):
+        self.y, self.v, self.X, self.bl, self.reml = y, v, X, bl, reml
+        self.k, self.p = X.shape
+        self.XtX_logdet = float(np.linalg.slogdet(X.T @ X)[1])
+
+    def pieces(self, theta) -> _ThreeLevelPieces:
+        return _pieces(theta, self.y, self.v, self.X, self.bl, self.reml, self.XtX_logdet)
+
+    def loglik(self, theta) -> float:
+        return _loglik(self.pieces(theta), self.k, self.p, self.reml, self.XtX_logdet)
+
+    def fit(self, fixed: dict[int, float] | None = None, start=None) -> tuple[np.ndarray, bool]:
+        """Maximise over the components not in ``fixed`` (index -> value); returns (theta,
+        converged). L-BFGS-B on the analytic gradient, then Newton steps on the free ones."""
+        fixed = fixed or {}
+        free = np.array([j not in fixed for j in range(2)])
+        theta = np.zeros(2)
+        for j, val in fixed.items():
+            theta[j] = val
+        s0 = max(np.var(self.y) / 4, 1e-4)
+        x0 = np.full(int(free.sum()), s0) if start is None else np.asarray(start, float)[free]
+
+        def negll(x):
+            t = theta.copy()
+            t[free] = x
+            pc = self.pieces(t)
+            return -_loglik(pc, self.k, self.p, self.reml, self.XtX_logdet), -pc.grad[free]
+
+        if not free.any():
+            return theta, True
+        sol = optimize.minimize(
+            negll, x0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * int(free.sum()),
+            options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000},
+        )
+        theta[free] = np.maximum(sol.x, 0.0)
+        theta = self._polish(theta, free)
+        g = self.pieces(theta).grad
+        act = free & ~((theta <= 0) & (g <= 0))
+        ok = bool(sol.success) or bool(np.all(np.abs(g[act]) < 1e-6 * max(1.0, self.k)))
+        return theta, ok
+
+    def _polish(self, theta: np.ndarray, free: np.ndarray) -> np.ndarray:
+        for _ in range(50):
+            g = self.pieces(theta).grad
+            act = free & ~((theta <= 0) & (g <= 0))
+            if np.all(np.abs(g[act]) < 1e-10 * max(1.0, self.k)):
+                break
+            H = np.zeros((2, 2))
+            for j in np.flatnonzero(act):
+                h = 1e-6 * max(theta[j], 1e-4)
+                tp, tm = theta.copy(), theta.copy()
+                tp[j] += h
+                tm[j] = max(tm[j] - h, 0.0)
+                H[:, j] = (self.pieces(tp).grad - self.pieces(tm).grad) / (tp[j] - tm[j])
+            try:
+                step = -np.linalg.solve(H[np.ix_(act, act)], g[act])
+            except np.linalg.LinAlgError:
+                break
+            new = theta.copy()
+            new[act] = np.maximum(theta[act] + step, 0.0)
+            done = np.all(np.abs(new - theta) < 1e-14 * np.maximum(1.0, theta))
+            theta = new
+            if done:
+                break
+        return theta
+
+    def profile_ci(self, j: int, theta_hat: np.ndarray, level: float,
+                   fixed_other: float | None = None) -> tuple[float, float]:
+        """Profile-likelihood CI of component j (metafor's ``confint.rma.mv``): the values whose
+        profile log-likelihood lies within qchisq(level, 1) / 2 of the maximum. The other
+        component is re-estimated at every value (or held at ``fixed_other``)."""
+        other = 1 - j
+        ll_max = self.loglik(theta_hat)
+        target = ll_max - 0.5 * float(special.chdtri(1, 1 - level))
+        last = theta_hat.copy()
+
+        def prof(s: float) -> float:
+            nonlocal last
+            fx = {j: s} if fixed_other is None else {j: s, other: fixed_other}
+            t, _ = self.fit(fx, start=last)
+            last = t
+            return self.loglik(t) - target
+
+        s_hat = float(theta_hat[j])
+        lo = 0.0
+        if s_hat > 0 and prof(0.0) < 0:
+            last = theta_hat.copy()
+            lo = optimize.brentq(prof, 0.0, s_hat, xtol=1e-14, rtol=1e-12, maxiter=500)
+        last = theta_hat.copy()
+        step = max(s_hat, 1e-3 * max(np.var(self.y), 1e-8))
+        hi, cap = s_hat + step, 1e6 * max(np.var(self.y), s_hat, 1e-8)
+        while prof(hi) > 0:
+            if hi > cap:
+                return lo, float("nan")  # the profile never drops far enough: no upper bound
+            hi, step = hi + 2 * step, 2 * step
+        last = theta_hat.copy()
+        ub = optimize.brentq(prof, s_hat, hi, xtol=1e-14, rtol=1e-12, maxiter=500)
+        return float(lo), float(ub)
+
+
+@dataclass(frozen=True, repr=False, kw_only=True)
+class ThreeLevelResult(CoefResult):
     """A fitted three-level model (metafor's ``rma.mv`` with ``random = ~ 1 | sample/effect``).
 
-    ``coef``, ``se``, ``zval``, ``pval``, ``ci_lb``, ``ci_ub`` are arrays in design-matrix order;
-    ``estimate`` etc. are the intercept's values (the pooled effect of an intercept-only model).
-    ``sigma2_between`` (between samples) and ``sigma2_within`` (between effects within a sample)
-    are metafor's ``sigma2[1]`` and ``sigma2[2]``; ``I2_between``/``I2_within`` (percent) use the
-    typical sampling variance of Higgins & Thompson (2002) (Cheung 2014, eq. 14).
+    The coefficient table (:class:`~alliance_meta.stats.results.CoefResult`): floats for an
+    intercept-only model, arrays in design-matrix order with moderators; ``dfs`` per coefficient
+    (inf under z). ``sigma2_between`` (between samples) and ``sigma2_within`` (between effects
+    within a sample) are metafor's ``sigma2[1]`` and ``sigma2[2]``; ``I2_between``, ``I2_within``
+    and ``I2`` are percent (module docstring); ``R2_between``/``R2_within`` the pseudo-R^2 per
+    level in percent (NaN without moderators or without intercept); ``pi_lb``/``pi_ub`` the
+    prediction interval of the intercept-only model (``predict.rma.mv``; NaN with moderators).
+    ``QM``, ``QM_p``, ``QM_df`` test every coefficient but the intercept (all of them without
+    intercept): chi-square under z, F on (m, min df) under t. ``fallback`` is True when every
+    sample has one effect and the model was fitted as random effects (``fallback_message``).
+    :meth:`confint` gives profile-likelihood CIs of the two variance components.
     """
 
-    coef: np.ndarray
-    se: np.ndarray
-    zval: np.ndarray
-    pval: np.ndarray
-    ci_lb: np.ndarray
-    ci_ub: np.ndarray
-    vb: np.ndarray
-    coef_names: tuple
     sigma2_between: float
     sigma2_within: float
     QE: float
     QE_p: float
     QM: float
     QM_p: float
+    QM_df: tuple
     I2_between: float
     I2_within: float
+    R2_between: float
+    R2_within: float
+    pi_lb: float
+    pi_ub: float
     logLik: float
     k: int
     n_clusters: int
     method: str
-    test: str
-    level: float
-    measure: str
+    dfs_method: str
+    fallback: bool = False
+    fallback_message: str = ""
     yi: np.ndarray = field(repr=False)
     vi: np.ndarray = field(repr=False)
     X: np.ndarray = field(repr=False)
     cluster: np.ndarray = field(repr=False)
-    dfs: float = float("inf")
 
     @property
     def sigma2(self) -> np.ndarray:
         return np.array([self.sigma2_between, self.sigma2_within])
 
     @property
-    def estimate(self) -> float:
-        return float(self.coef[0])
+    def tau2(self) -> float:
+        """Total heterogeneity sigma2_between + sigma2_within (the variance a prediction adds)."""
+        return self.sigma2_between + self.sigma2_within
 
     @property
-    def p(self) -> int:
-        return self.coef.size
+    def I2(self) -> float:
+        """Total I^2 (percent): both levels together."""
+        return self.I2_between + self.I2_within
 
     def working_cov_blocks(self):
         """(row indices, covariance block) per model cluster; used by :func:`robust`."""
@@ -167,83 +298,114 @@ class ThreeLevelResult:
             B = np.diag(self.vi[idx] + self.sigma2_within) + self.sigma2_between
             yield idx, B
 
-    def summary(self) -> pd.DataFrame:
-        out = pd.DataFrame(
-            {
-                "term": list(self.coef_names),
-                "estimate": self.coef,
-                "se": self.se,
-                "zval" if self.test == "z" else "tval": self.zval,
-                "pval": self.pval,
-                "ci_lb": self.ci_lb,
-                "ci_ub": self.ci_ub,
-            }
-        )
-        if self.measure == "ZCOR" and self.p == 1:
-            out["r"] = np.tanh(out["estimate"])
-            out["r_ci_lb"] = np.tanh(out["ci_lb"])
-            out["r_ci_ub"] = np.tanh(out["ci_ub"])
-        return out
+    def confint(self, level: float | None = None) -> pd.DataFrame:
+        """Profile-likelihood CIs of ``sigma2_between`` and ``sigma2_within`` (metafor's
+        ``confint.rma.mv``): DataFrame indexed by component with ``estimate``, ``ci_lb``,
+        ``ci_ub``. Under the fallback the within-sample row is NaN (not identifiable). An upper
+        bound that the profile never reaches is NaN."""
+        level = self.level if level is None else level
+        bl = _Blocks(self.cluster)
+        o = bl.order
+        prob = _Problem(self.yi[o], self.vi[o], self.X[o], bl, self.method == "REML")
+        theta = self.sigma2
+        rows = {}
+        if self.fallback:
+            rows["sigma2_between"] = (theta[0], *prob.profile_ci(0, theta, level, fixed_other=0.0))
+            rows["sigma2_within"] = (float("nan"),) * 3
+        else:
+            for j, name in enumerate(("sigma2_between", "sigma2_within")):
+                rows[name] = (theta[j], *prob.profile_ci(j, theta, level))
+        return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "ci_lb", "ci_ub"])
 
     def variance_components(self) -> pd.DataFrame:
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {
                 "component": ["between samples (level 3)", "within samples (level 2)"],
                 "sigma2": [self.sigma2_between, self.sigma2_within],
                 "I2": [self.I2_between, self.I2_within],
             }
         )
+        if self.p > 1:
+            out["R2"] = [self.R2_between, self.R2_within]
+        return out
+
+    def _title(self) -> str:
+        return (f"Three-level model ({self.method}), k = {self.k} effects in {self.n_clusters} "
+                f"samples")
 
     def __repr__(self) -> str:
+        est = ", ".join(f"{b:.4f}" for b in self.beta)
         return (
             f"<ThreeLevelResult ({self.method}), k = {self.k} in {self.n_clusters} samples: "
-            f"estimate = {self.estimate:.4f} (se {self.se[0]:.4f}), sigma2 = "
-            f"{self.sigma2_between:.4f} / {self.sigma2_within:.4f}>"
+            f"estimate = {est}, sigma2 = {self.sigma2_between:.4f} / {self.sigma2_within:.4f}"
+            f"{' (random-effects fallback)' if self.fallback else ''}>"
         )
 
     def _repr_html_(self) -> str:
+        t = "z" if self.test == "z" else f"t, dfs = {self.dfs_method}"
         head = (
-            f"<b>Three-level model</b> ({html.escape(self.method)}), k = {self.k} effects in "
-            f"{self.n_clusters} samples; QE = {self.QE:.2f} (p = {self.QE_p:.3g})"
+            f"<b>{html.escape(self._title())}</b>, test = {html.escape(t)}; QE = {self.QE:.2f} "
+            f"(p = {self.QE_p:.3g})"
         )
-        return f"<div>{head}{_df_html(self.summary())}{_df_html(self.variance_components())}</div>"
+        if self.p > 1:
+            head += f"; QM = {self.QM:.2f} on {self.QM_df} df (p = {self.QM_p:.3g})"
+        note = f"<p><i>{html.escape(self.fallback_message)}</i></p>" if self.fallback else ""
+        return (f"<div>{head}{note}{df_html(self.summary())}"
+                f"{df_html(self.variance_components())}</div>")
+
+
+def _contain_dfs(X: np.ndarray, bl: _Blocks) -> np.ndarray:
+    """metafor's ``dfs="contain"`` for ``~ 1 | sample/effect``: a column constant within every
+    sample is contained in the sample level (l = number of samples), any other column in the
+    effect level (l = k); df = l - p. ``X`` is sorted by cluster."""
+    k, p = X.shape
+    lo = np.minimum.reduceat(X, bl.starts, axis=0)
+    hi = np.maximum.reduceat(X, bl.starts, axis=0)
+    within_constant = np.all(lo == hi, axis=0)
+    return np.where(within_constant, bl.m, k).astype(float) - p
 
 
 def three_level(
     yi: Sequence[float],
     vi: Sequence[float],
     cluster: Sequence,
-    mods: pd.DataFrame | None = None,
+    mods: pd.DataFrame | np.ndarray | None = None,
     formula: str | None = None,
     method: str = "REML",
     test: str = "z",
     level: float = 0.95,
     measure: str = "ZCOR",
+    dfs: str = "residual",
 ) -> ThreeLevelResult:
     """Fit the three-level model by REML or ML (metafor's
-    ``rma.mv(yi, vi, mods=, random = ~ 1 | cluster/effect, method=, test=)``).
+    ``rma.mv(yi, vi, mods=, random = ~ 1 | cluster/effect, method=, test=, dfs=)``).
 
-    ``test="t"`` uses t with k - p df, as metafor's ``test="t"``.
+    ``test="t"`` uses t (and F for QM) with ``dfs="residual"`` (k - p) or ``dfs="contain"``
+    (see :func:`_contain_dfs`); ``dfs="contain"`` implies ``test="t"``, as in metafor. ``mods``
+    is a DataFrame with ``formula`` or a numeric matrix (an intercept is added in front).
+    When every sample has one effect, the model is fitted as random effects and says so
+    (``fallback``; see :data:`FALLBACK_MESSAGE`).
     """
     who = "three_level"
     if method not in ("REML", "ML"):
         raise ValueError(f"{who}: method must be 'REML' or 'ML', got {method!r}")
     if test not in ("z", "t"):
         raise ValueError(f"{who}: test must be 'z' or 't', got {test!r}")
+    if dfs not in DFS:
+        raise ValueError(f"{who}: dfs must be one of {DFS}, got {dfs!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"{who}: level must lie in (0, 1), got {level}")
+    test = "t" if dfs == "contain" else test
     y0, v0 = check_yi_vi(yi, vi, who, min_k=3)
     cl = np.asarray(list(cluster), dtype=object)
     if cl.size != y0.size:
         raise ValueError(f"{who}: cluster has {cl.size} values but yi has {y0.size}")
     if pd.isna(pd.Series(cl)).any():
         raise ValueError(f"{who}: cluster has missing values")
-    if mods is not None and formula is not None:
-        Xdf = design_matrix(mods, formula)
-        X0, names = Xdf.to_numpy(), list(Xdf.columns)
-    elif mods is not None:
-        M = np.asarray(mods, float)
-        M = M[:, None] if M.ndim == 1 else M
-        X0 = np.column_stack([np.ones(y0.size), M])
-        names = ["intrcpt"] + [f"mod{j + 1}" for j in range(M.shape[1])]
+    if mods is not None:
+        X0, names, _ = _mods_matrix(mods, formula, who)
+        if X0.shape[0] != y0.size:
+            raise ValueError(f"{who}: mods has {X0.shape[0]} rows but yi has {y0.size}")
     else:
         X0, names = np.ones((y0.size, 1)), ["intrcpt"]
     bl = _Blocks(cl)
@@ -252,107 +414,71 @@ def three_level(
     o = bl.order
     y, v, X = y0[o], v0[o], X0[o]
     k, p = X.shape
+    if k - p < 1:
+        raise ValueError(f"{who}: k = {k} effects cannot fit {p} coefficients with residual df")
     reml = method == "REML"
-    XtX_logdet = float(np.linalg.slogdet(X.T @ X)[1])
-
-    def negll(theta):
-        pc = _pieces(theta, y, v, X, bl, reml, XtX_logdet)
-        return -_loglik(pc, k, p, reml, XtX_logdet), -pc.grad
-
-    start = np.full(2, max(np.var(y) / 4, 1e-4))
-    sol = optimize.minimize(
-        negll, start, jac=True, method="L-BFGS-B", bounds=[(0, None), (0, None)],
-        options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000},
-    )
-    theta = np.maximum(sol.x, 0.0)
-    # Newton polish on the free parameters
-    for _ in range(50):
-        g = _pieces(theta, y, v, X, bl, reml, XtX_logdet).grad
-        free = ~((theta <= 0) & (g <= 0))
-        if np.all(np.abs(g[free]) < 1e-10 * max(1.0, k)):
-            break
-        H = np.zeros((2, 2))
-        for j in range(2):
-            h = 1e-6 * max(theta[j], 1e-4)
-            tp, tm = theta.copy(), theta.copy()
-            tp[j] += h
-            tm[j] = max(tm[j] - h, 0.0)
-            gp = _pieces(tp, y, v, X, bl, reml, XtX_logdet).grad
-            gm = _pieces(tm, y, v, X, bl, reml, XtX_logdet).grad
-            H[:, j] = (gp - gm) / (tp[j] - tm[j])
-        Hf = H[np.ix_(free, free)]
-        try:
-            step = -np.linalg.solve(Hf, g[free])
-        except np.linalg.LinAlgError:
-            break
-        new = theta.copy()
-        new[free] = np.maximum(theta[free] + step, 0.0)
-        if np.all(np.abs(new - theta) < 1e-14 * np.maximum(1.0, theta)):
-            theta = new
-            break
-        theta = new
-    pc = _pieces(theta, y, v, X, bl, reml, XtX_logdet)
-    gfree = pc.grad[~((theta <= 0) & (pc.grad <= 0))]
-    if not sol.success and np.any(np.abs(gfree) > 1e-6 * max(1.0, k)):
-        from .engine import ConvergenceError
-
-        raise ConvergenceError(f"{who}: optimiser did not converge ({sol.message})")
-    ll = _loglik(pc, k, p, reml, XtX_logdet)
-    beta, vb = pc.beta, pc.Ainv
-    se = np.sqrt(np.diag(vb))
-    zval = beta / se
-    dfs = float(k - p) if test == "t" else float("inf")
-    a = 1 - level
-    crit = stats.norm.ppf(1 - a / 2) if test == "z" else stats.t.ppf(1 - a / 2, dfs)
-    pval = 2 * (stats.norm.sf(np.abs(zval)) if test == "z" else stats.t.sf(np.abs(zval), dfs))
+    fallback = bl.m == k
+    prob = _Problem(y, v, X, bl, reml)
+    theta, ok = prob.fit({1: 0.0} if fallback else None)
+    if not ok:
+        raise ConvergenceError(f"{who}: optimiser did not converge")
+    pc = prob.pieces(theta)
+    ll = _loglik(pc, k, p, reml, prob.XtX_logdet)
+    if test == "z":
+        ddf = np.full(p, np.inf)
+    else:
+        ddf = np.full(p, float(k - p)) if dfs == "residual" else _contain_dfs(X, bl)
+    table = coef_fields(pc.beta, pc.Ainv, test, level, ddf)
+    btt = qm_coefficients(names)
+    QM, QM_p, QM_df = inference.wald_test(table["beta"], table["vb"], btt, float(ddf[btt].min()))
     # residual heterogeneity (sampling variances only), as metafor's QE
     w = 1.0 / v
     Xw = X * w[:, None]
-    bfe = np.linalg.solve(X.T @ Xw, Xw.T @ y)
+    XtWX_inv = np.linalg.inv(X.T @ Xw)
+    bfe = XtWX_inv @ (Xw.T @ y)
     QE = float(((y - X @ bfe) ** 2 * w).sum())
-    if p > 1:
-        btt = np.arange(1, p)
-        QM = float(beta[btt] @ np.linalg.solve(vb[np.ix_(btt, btt)], beta[btt]))
-        if test == "t":
-            QM /= btt.size
-            QM_p = float(stats.f.sf(QM, btt.size, k - p))
-        else:
-            QM_p = float(stats.chi2.sf(QM, btt.size))
-    else:
-        QM = float(zval[0] ** 2)
-        QM_p = float(pval[0])
-    ww = 1.0 / v0
-    vt = (k - 1) * ww.sum() / (ww.sum() ** 2 - (ww**2).sum())
-    tot = theta.sum() + vt
-    back = np.empty_like(o)
-    back[o] = np.arange(k)
+    # typical sampling variance (k - p) / tr(P) of the I^2 for multilevel models
+    trP = float(w.sum() - np.einsum("ij,ji->", XtWX_inv, Xw.T @ Xw))
+    tot = theta.sum() + (k - p) / trP
+    R2 = (float("nan"), float("nan"))
+    if p > 1 and has_intercept(names):
+        th0, _ = _Problem(y, v, np.ones((k, 1)), bl, reml).fit({1: 0.0} if fallback else None)
+        R2 = tuple(float("nan") if fallback and j == 1 else
+                   0.0 if th0[j] <= 0 else max(0.0, 100 * (th0[j] - theta[j]) / th0[j])
+                   for j in range(2))
+    pi_lb = pi_ub = float("nan")
+    if p == 1:
+        c = inference.crit(level, ddf[0])
+        half = c * np.sqrt(pc.Ainv[0, 0] + theta.sum())
+        pi_lb, pi_ub = float(pc.beta[0] - half), float(pc.beta[0] + half)
     return ThreeLevelResult(
-        coef=beta,
-        se=se,
-        zval=zval,
-        pval=pval,
-        ci_lb=beta - crit * se,
-        ci_ub=beta + crit * se,
-        vb=vb,
+        **table,
         coef_names=tuple(names),
+        test=test,
+        level=level,
+        measure=measure,
         sigma2_between=float(theta[0]),
         sigma2_within=float(theta[1]),
         QE=QE,
-        QE_p=float(stats.chi2.sf(QE, k - p)),
+        QE_p=inference.chi2_sf(QE, k - p),
         QM=QM,
         QM_p=QM_p,
+        QM_df=(int(QM_df[0]), *QM_df[1:]),
         I2_between=float(100 * theta[0] / tot),
         I2_within=float(100 * theta[1] / tot),
+        R2_between=R2[0],
+        R2_within=R2[1],
+        pi_lb=pi_lb,
+        pi_ub=pi_ub,
         logLik=float(ll),
         k=k,
         n_clusters=bl.m,
         method=method,
-        test=test,
-        level=level,
-        measure=measure,
+        dfs_method=dfs if test == "t" else "",
+        fallback=fallback,
+        fallback_message=FALLBACK_MESSAGE if fallback else "",
         yi=y0,
         vi=v0,
         X=X0,
         cluster=cl,
-        dfs=dfs,
     )

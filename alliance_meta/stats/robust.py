@@ -1,104 +1,132 @@
-"""Cluster-robust variance estimation with the CR2 small-sample correction.
+"""Cluster-robust inference with the CR2 small-sample correction, for fitted models.
 
 CR2 ("bias-reduced linearization"): Bell & McCaffrey (2002), Survey Methodology 28:169-181;
 Pustejovsky & Tipton (2018), J Bus Econ Stat 36:672-683, doi:10.1080/07350015.2016.1247004;
-for meta-analysis Tipton (2015), Psychol Methods 20:375-393, doi:10.1037/met0000011. Values agree
-with R's clubSandwich ``coef_test(fit, vcov = "CR2", cluster =, test = "Satterthwaite")`` on
-metafor fits, whose working model weights are inverse-variance (``inverse_var = TRUE``).
-
-With working covariance Phi (the fitted model's marginal covariance) and W = Phi^-1, the
-adjustment matrix of cluster j is A_j = F_j (F_j' R_j F_j)^-1/2 F_j' (Pustejovsky & Tipton's
-D_j' B_j^-1/2 D_j with D_j = F_j' the upper Cholesky factor of Phi_j), where Phi_j = F_j F_j' and R_j = Phi_j - X_j M X_j' (M = (X'WX)^-1) is the working covariance of the
-cluster's residuals; then V_CR2 = M [sum_j X_j' W_j A_j e_j e_j' A_j' W_j X_j] M.
-
-Satterthwaite df for coefficient q (Bell & McCaffrey 2002; Tipton 2015): with a_j = A_j' W_j X_j M c
-and b_j = X_j' a_j, the Gram matrix of the quadratic form is diag(a_j' Phi_j a_j) - B M B', so
-df = tr(Gram)^2 / ||Gram||_F^2, computed with p x p matrices only (fast for many clusters).
+for meta-analysis Tipton (2015), Psychol Methods 20:375-393, doi:10.1037/met0000011. The kernel
+(estimator, Satterthwaite df, HTZ test) is :mod:`alliance_meta.stats.cr2`. Values agree with R's
+clubSandwich ``coef_test(fit, vcov = "CR2", cluster =, test = "Satterthwaite")`` and
+``Wald_test(fit, constraints = constrain_zero(...), vcov = "CR2", test = "HTZ")`` on metafor
+fits, whose working weights are inverse-variance (``inverse_var = TRUE``); multiple-constraint
+tests follow Tipton & Pustejovsky (2015), J Educ Behav Stat 40:604-634,
+doi:10.3102/1076998615606099.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .cr2 import cr2
-from .rma import MetaRegressionResult, RandomEffectsResult, _df_html
+from .cr2 import CR2, cr2
+from .results import CoefResult, coef_fields, df_html
+from .rma import MetaRegressionResult, RandomEffectsResult
 from .rma_mv import ThreeLevelResult
 
-__all__ = ["RobustResult", "robust"]
+__all__ = ["RobustResult", "WaldTestResult", "robust"]
 
 
 @dataclass(frozen=True, repr=False)
-class RobustResult:
-    """CR2 cluster-robust tests: ``coef``, ``se``, ``tval``, ``df`` (Satterthwaite), ``pval``,
-    ``ci_lb``, ``ci_ub`` per coefficient; ``vcov`` is the CR2 covariance matrix."""
+class WaldTestResult:
+    """Cluster-robust Wald test of H0: the coefficients ``coefs`` are all 0, with the HTZ
+    small-sample correction: ``F`` on (``df_num``, ``df_denom``) df, ``pval``; ``Q`` is the
+    unadjusted Wald statistic and ``eta`` the Wishart df of the robust covariance."""
 
-    coef: np.ndarray
-    se: np.ndarray
-    tval: np.ndarray
-    df: np.ndarray
-    pval: np.ndarray
-    ci_lb: np.ndarray
-    ci_ub: np.ndarray
-    vcov: np.ndarray
-    coef_names: tuple
+    coefs: tuple
+    terms: tuple
+    F: float
+    df_num: int
+    df_denom: float
+    pval: float
+    Q: float
+    eta: float
+    test: str = "HTZ"
+
+    def __repr__(self) -> str:
+        return (f"<WaldTestResult {self.test} of {', '.join(self.terms)} = 0: F({self.df_num}, "
+                f"{self.df_denom:.2f}) = {self.F:.4f}, p = {self.pval:.4g}>")
+
+    def _repr_html_(self) -> str:
+        return f"<div>{html.escape(repr(self))}</div>"
+
+
+@dataclass(frozen=True, repr=False, kw_only=True)
+class RobustResult(CoefResult):
+    """CR2 cluster-robust tests: the coefficient table (t tests with Satterthwaite ``dfs`` per
+    coefficient; floats for a one-coefficient model), ``vb`` (alias ``vcov``) the CR2
+    covariance matrix; :meth:`wald_test` for several coefficients at once."""
+
     n_clusters: int
-    level: float
-    measure: str
     model: str
+    kernel: CR2 = field(repr=False)
 
     @property
-    def estimate(self) -> float:
-        return float(self.coef[0])
+    def vcov(self) -> np.ndarray:
+        return self.vb
+
+    @property
+    def df(self) -> float | np.ndarray:
+        """Satterthwaite df (the same as ``dfs``)."""
+        return self.dfs
+
+    def wald_test(self, coefs: Sequence[int] | Sequence[str]) -> WaldTestResult:
+        """Robust Wald test that the coefficients ``coefs`` (indices or names) are all 0, with
+        clubSandwich's HTZ small-sample F test (``Wald_test(..., test = "HTZ")``)."""
+        names = list(self.coef_names)
+        idx = []
+        for c in coefs:
+            if isinstance(c, str):
+                if c not in names:
+                    raise ValueError(f"wald_test: no coefficient named {c!r}; have {names}")
+                idx.append(names.index(c))
+            else:
+                if not -self.p <= int(c) < self.p:
+                    raise ValueError(f"wald_test: coefficient index {c} out of range for "
+                                     f"{self.p} coefficients")
+                idx.append(int(c) % self.p)
+        if not idx or len(set(idx)) != len(idx):
+            raise ValueError("wald_test: give one or more distinct coefficients")
+        C = np.eye(self.p)[idx]
+        h = self.kernel.htz(C)
+        return WaldTestResult(
+            coefs=tuple(idx), terms=tuple(names[i] for i in idx), F=float(h.F[0]),
+            df_num=int(h.df_num), df_denom=float(h.df_denom[0]), pval=float(h.pval[0]),
+            Q=float(h.Q[0]), eta=float(h.eta[0]),
+        )
+
+    def _title(self) -> str:
+        return (f"Cluster-robust (CR2) inference on the {self.model}, {self.n_clusters} "
+                f"clusters, Satterthwaite df")
 
     def summary(self) -> pd.DataFrame:
-        out = pd.DataFrame(
-            {
-                "term": list(self.coef_names),
-                "estimate": self.coef,
-                "se": self.se,
-                "tval": self.tval,
-                "df": self.df,
-                "pval": self.pval,
-                "ci_lb": self.ci_lb,
-                "ci_ub": self.ci_ub,
-            }
-        )
-        if self.measure == "ZCOR" and len(self.coef) == 1:
-            out["r"] = np.tanh(out["estimate"])
-            out["r_ci_lb"] = np.tanh(out["ci_lb"])
-            out["r_ci_ub"] = np.tanh(out["ci_ub"])
+        out = self.coef_table()
+        out.insert(out.columns.get_loc("pval"), "df", np.atleast_1d(self.dfs))
         return out
 
     def __repr__(self) -> str:
+        b, s = np.atleast_1d(self.se), np.atleast_1d(self.dfs)
         return (
             f"<RobustResult CR2 on {self.model}, {self.n_clusters} clusters: estimate = "
-            f"{self.coef[0]:.4f} (se {self.se[0]:.4f}, df {self.df[0]:.2f}, p = {self.pval[0]:.3g})>"
+            f"{self.beta[0]:.4f} (se {b[0]:.4f}, df {s[0]:.2f}, "
+            f"p = {np.atleast_1d(self.pval)[0]:.3g})>"
         )
 
     def _repr_html_(self) -> str:
-        head = (
-            f"<b>Cluster-robust (CR2) inference</b> on the {html.escape(self.model)}, "
-            f"{self.n_clusters} clusters, Satterthwaite df"
-        )
-        return f"<div>{head}{_df_html(self.summary())}</div>"
+        return f"<div><b>{html.escape(self._title())}</b>{df_html(self.summary())}</div>"
 
 
 def _model_pieces(fit):
-    """y, X, beta, names, and a function giving the working covariance of a set of rows."""
+    """y, X, names, a function giving the working covariance of a set of rows, the model's
+    clusters (or None) and a label."""
     if isinstance(fit, RandomEffectsResult):
-        y, X = fit.yi, np.ones((fit.k, 1))
-        beta, names = np.array([fit.estimate]), ("intrcpt",)
         diag = fit.vi + fit.tau2
-        return y, X, beta, names, (lambda idx: np.diag(diag[idx])), None, "random-effects model"
+        return (fit.yi, np.ones((fit.k, 1)), ("intrcpt",), (lambda idx: np.diag(diag[idx])),
+                None, "random-effects model")
     if isinstance(fit, MetaRegressionResult):
         diag = fit.vi + fit.tau2
-        return (fit.yi, fit.X, fit.coef, fit.coef_names, (lambda idx: np.diag(diag[idx])), None,
+        return (fit.yi, fit.X, fit.coef_names, (lambda idx: np.diag(diag[idx])), None,
                 "meta-regression")
     if isinstance(fit, ThreeLevelResult):
         codes, _ = pd.factorize(pd.Series(list(fit.cluster)), sort=False)
@@ -108,7 +136,7 @@ def _model_pieces(fit):
             same = codes[idx][:, None] == codes[idx][None, :]
             return np.diag(fit.vi[idx] + s2) + s1 * same
 
-        return fit.yi, fit.X, fit.coef, fit.coef_names, block, codes, "three-level model"
+        return fit.yi, fit.X, fit.coef_names, block, codes, "three-level model"
     raise TypeError(f"robust: unsupported fit of type {type(fit).__name__}")
 
 
@@ -119,7 +147,7 @@ def robust(fit, cluster: Sequence, level: float | None = None) -> RobustResult:
     robust clusters must nest the model's clusters (each sample of a three-level model inside one
     robust cluster), as the working covariance is then block-diagonal by robust cluster.
     """
-    y, X, beta, names, block, model_codes, model = _model_pieces(fit)
+    y, X, names, block, model_codes, model = _model_pieces(fit)
     level = getattr(fit, "level", 0.95) if level is None else level
     cl = pd.Series(list(cluster))
     if cl.size != y.size:
@@ -140,15 +168,9 @@ def robust(fit, cluster: Sequence, level: float | None = None) -> RobustResult:
         return np.stack([block(ix) for ix in idx])[None]
 
     ker = cr2(y, X, codes, phi)
-    beta = ker.beta[0]
-    V = ker.vcov[0]
-    se = np.sqrt(np.diag(V))
-    df = ker.satterthwaite()[0]
-    tval = beta / se
-    pval = 2 * stats.t.sf(np.abs(tval), df)
-    crit = stats.t.ppf(1 - (1 - level) / 2, df)
+    table = coef_fields(ker.beta[0], ker.vcov[0], "t", level, ker.satterthwaite()[0])
     return RobustResult(
-        coef=np.asarray(beta, float), se=se, tval=tval, df=df, pval=pval,
-        ci_lb=beta - crit * se, ci_ub=beta + crit * se, vcov=V, coef_names=tuple(names),
-        n_clusters=int(m), level=level, measure=getattr(fit, "measure", "GEN"), model=model,
+        **table, coef_names=tuple(names), test="t", level=level,
+        measure=getattr(fit, "measure", "GEN"), n_clusters=int(m), model=model, kernel=ker,
     )
+
