@@ -121,6 +121,9 @@ def init_review(target: str | os.PathLike, *, force: bool = False) -> Review:
         cols = [f.name for f in getattr(schema, fields, ())]
         if cols and not (studies / name).exists():
             (studies / name).write_text(",".join(cols) + "\n", encoding="utf-8")
+    syn_bib = studies / getattr(schema, "SYNTHESES_BIB_FILE", "syntheses.bib")
+    if (studies / "syntheses.csv").exists() and not syn_bib.exists():
+        syn_bib.write_text("", encoding="utf-8")
     codebook = _package_files("alliance_meta.data", "CODEBOOK.md")
     (studies / "CODEBOOK.md").write_bytes(codebook.read_bytes())
     write_datapackage(studies)
