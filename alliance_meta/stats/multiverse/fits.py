@@ -210,13 +210,11 @@ def _choose(b0, se0, df0, test: str, level: float) -> tuple:
             "PEESE" if c else "PET")
 
 
-def _pet_peese_rows(y, v, methods: list[str], design: _Design, codes=None) -> dict:
-    """PET-PEESE with random-effects meta-regressions for every estimator in ``methods``; with
-    ``codes``, CR2 inference by cluster (Satterthwaite t). Returns method -> {test: (est, se,
-    pval, lb, ub, chosen)} or the reason it failed. tau^2 is estimated per estimator; the
-    fits at that tau^2 (and the CR2 kernel) are one batch over every estimator. Without
-    ``codes``, ``"side"`` holds the side trim-and-fill assumes missing studies on: PET is
-    the Egger-type regression on sqrt(vi) whose slope trim_and_fill reads (positive: left)."""
+def _pet_peese_robust(y, v, methods: list[str], design: _Design, codes) -> dict:
+    """PET-PEESE with random-effects meta-regressions for every estimator in ``methods`` and
+    CR2 inference by sample (Satterthwaite t). Returns method -> {test: (est, se, pval, lb,
+    ub, chosen)} or the reason it failed. tau^2 is estimated per estimator; the CR2 kernel
+    runs once for every estimator's PET and PEESE."""
     k = y.size
     X1 = _pp_designs(v)
     Y, V = np.broadcast_to(y, (2, k)), np.broadcast_to(v, (2, k))
@@ -231,27 +229,49 @@ def _pet_peese_rows(y, v, methods: list[str], design: _Design, codes=None) -> di
             out[method] = f"PET-PEESE: {why[0] or why[1]}"
     if not good:
         return out
-    m = len(good)
-    t2 = np.concatenate(taus)  # (2m,): PET, PEESE of each estimator
-    X = np.concatenate([X1] * m)
-    rows: dict[str, dict] = {meth: {} for meth in good}
-    if codes is not None:
-        b0, se0, df0 = cr2_intercept(y, v, X, t2, codes)
-        for test in design.test:
-            for j, meth in enumerate(good):
-                sl = slice(2 * j, 2 * j + 2)
-                rows[meth][test] = _choose(b0[sl], se0[sl], df0[sl], test, design.level)
-    else:
-        Yb, Vb = np.broadcast_to(y, (2 * m, k)), np.broadcast_to(v, (2 * m, k))
-        for test in design.test:
-            f = _fit_batch(Yb, Vb, X, "REML", test, tau2=t2, need_het=False)
-            b0, se0 = f.beta[:, 0], np.sqrt(f.vb[:, 0, 0])
-            for j, meth in enumerate(good):
-                rows[meth]["side"] = "left" if f.beta[2 * j, 1] >= 0 else "right"
-                sl = slice(2 * j, 2 * j + 2)
-                rows[meth][test] = _choose(b0[sl], se0[sl], np.full(2, k - 2.0), test,
-                                           design.level)
-    out.update(rows)
+    b0, se0, df0 = cr2_intercept(y, v, np.concatenate([X1] * len(good)),
+                                 np.concatenate(taus), codes)
+    for j, meth in enumerate(good):
+        sl = slice(2 * j, 2 * j + 2)
+        out[meth] = {test: _choose(b0[sl], se0[sl], df0[sl], test, design.level)
+                     for test in design.test}
+    return out
+
+
+def _pet_peese_independent(datasets: list[tuple[np.ndarray, np.ndarray]], design: _Design
+                           ) -> list[dict]:
+    """PET-PEESE with random-effects meta-regressions (as :func:`bias.pet_peese` with
+    ``model="rma"``) of independent effects, for datasets of one size k, every estimator and
+    test: tau^2 per estimator in one batch over the datasets, the fits at those tau^2 in one
+    batch per test. Returns per dataset method -> {test: (est, se, pval, lb, ub, chosen),
+    "side": ...} or the reason it failed; ``side`` is where trim-and-fill assumes missing
+    studies, from the sign of PET's slope (the Egger-type regression trim_and_fill reads)."""
+    n, k = len(datasets), datasets[0][0].size
+    X1 = np.concatenate([_pp_designs(v) for _, v in datasets])  # PET, PEESE of each dataset
+    Y = np.repeat(np.stack([y for y, _ in datasets]), 2, axis=0)
+    V = np.repeat(np.stack([v for _, v in datasets]), 2, axis=0)
+    out: list[dict] = [{} for _ in range(n)]
+    rows, taus, who = [], [], []
+    for method in design.method:
+        t2, why = _tau2_batch(Y, V, X1, method)
+        for i in range(n):
+            if np.isfinite(t2[2 * i : 2 * i + 2]).all():
+                rows += [2 * i, 2 * i + 1]
+                taus += [t2[2 * i], t2[2 * i + 1]]
+                who.append((i, method))
+            else:
+                out[i][method] = f"PET-PEESE: {why[2 * i] or why[2 * i + 1]}"
+    if not who:
+        return out
+    ix = np.asarray(rows)
+    for test in design.test:
+        f = _fit_batch(Y[ix], V[ix], X1[ix], "REML", test, tau2=np.asarray(taus),
+                       need_het=False)
+        b0, se0 = f.beta[:, 0], np.sqrt(f.vb[:, 0, 0])
+        for j, (i, meth) in enumerate(who):
+            sl = slice(2 * j, 2 * j + 2)
+            d = out[i].setdefault(meth, {"side": "left" if f.beta[2 * j, 1] >= 0 else "right"})
+            d[test] = _choose(b0[sl], se0[sl], np.full(2, k - 2.0), test, design.level)
     return out
 
 
@@ -322,10 +342,10 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
             robust_none = {m: (b[j], se[j], df[j]) for j, m in enumerate(fitted)}
         except Exception as e:  # noqa: BLE001 - recorded as the reason
             robust_none = {m: f"robust: {_reason(e)}" for m in fitted}
-    pp: dict = {}
-    if "PET-PEESE" in biases and fitted:
+    pp: dict = data.get("pp", {})  # independent effects: batched over the chunk
+    if "PET-PEESE" in biases and fitted and dep == "robust":
         try:
-            pp = _pet_peese_rows(yd, vd, fitted, design, codes if dep == "robust" else None)
+            pp = _pet_peese_robust(yd, vd, fitted, design, codes)
         except Exception as e:  # noqa: BLE001 - recorded as the reason
             pp = {m: _reason(e) for m in fitted}
     for method in design.method:
@@ -459,6 +479,18 @@ def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray, np.ndarray]
         fits = _uni_fits([(j[2], j[3]) for j in jobs], design)
         for (pos, dep, _, _), f in zip(jobs, fits, strict=True):
             prepared[pos][dep]["fits"] = f
+        # PET-PEESE of independent effects: one batch per size over the chunk's row sets
+        by_k: dict[int, list] = {}
+        for pos, dep, yd, vd in jobs:
+            if dep != "robust" and "PET-PEESE" in wants[pos][dep] and yd.size >= 3:
+                by_k.setdefault(yd.size, []).append((pos, dep, yd, vd))
+        for group in by_k.values():
+            try:
+                res = _pet_peese_independent([(g[2], g[3]) for g in group], design)
+            except Exception as e:  # noqa: BLE001 - recorded as the reason
+                res = [dict.fromkeys(design.method, _reason(e)) for _ in group]
+            for (pos, dep, _, _), r in zip(group, res, strict=True):
+                prepared[pos][dep]["pp"] = r
         out = []
         for pos, (rid, idx, _) in enumerate(chunk):
             y, v, c = payload.y[idx], payload.v[idx], payload.codes[idx]
