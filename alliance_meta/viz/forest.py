@@ -172,6 +172,11 @@ def _rows(m: Model, s: _Studies, res, *, sort, collapse: bool, group_name: str,
             elif sort == "effect":
                 levels.sort(key=lambda g: fits[g].estimate if g in fits else
                             float(s.yi[s.group == g][0]))
+        if collapse:  # one marker per group, its area proportional to the group's weight
+            base = w if w is not None else 1.0 / s.vi
+            g_area = dict(zip(levels, marker_areas(
+                np.array([base[s.group == lev].sum() for lev in levels]), row_height),
+                strict=True))
         for lev in levels:
             idx = np.flatnonzero(s.group == lev)
             if collapse:
@@ -179,11 +184,11 @@ def _rows(m: Model, s: _Studies, res, *, sort, collapse: bool, group_name: str,
                     r = fits[lev]
                     e, a, b = float(f(r.estimate)), float(f(r.ci_lb)), float(f(r.ci_ub))
                     wsum = "" if w is None else f"{w[idx].sum():.1f}%"
-                    body.append(_Row("study", str(lev), e, a, b, float(area[idx].sum()), wsum,
+                    body.append(_Row("study", str(lev), e, a, b, float(g_area[lev]), wsum,
                                      _ci_text(e, a, b), n=str(idx.size)))
                 else:
                     row = study(int(idx[0]))
-                    row.label, row.n = str(lev), str(idx.size)
+                    row.label, row.n, row.size = str(lev), str(idx.size), float(g_area[lev])
                     body.append(row)
                 continue
             body.append(_Row("group", str(lev)))

@@ -393,7 +393,7 @@ def save_figure(
     formats: Sequence[str] = ("svg", "png", "pdf"),
     *,
     dpi: float = 300,
-    max_png_side: int | None = 6000,
+    max_png_side: int | None = 4000,
 ) -> dict[str, Path]:
     """Write ``fig`` as ``<path_stem>.<fmt>`` for each format (svg, png, pdf) and return the
     paths by format.
