@@ -241,3 +241,27 @@ def test_import_partial_r_with_covariates_as_metafor_zpcor(review):
     rows = import_effects(as_z, path=review / "studies")
     assert list(rows["n"]) == ref["n"]
     np.testing.assert_allclose(rows["vi"], ref["zpcor_vi"], rtol=1e-12)
+
+
+def test_review_template_runs_are_ours():
+    """The pipeline.yml that `init` writes has the runs of this repository's pipeline.yml (same
+    notebooks, same parameters), without the subset runs that only fit our data."""
+    import yaml
+
+    from alliance_meta.workflow.pipeline import load_config
+
+    ours = load_config(ROOT / "pipeline.yml")
+    tmpl = yaml.safe_load((ROOT / "alliance_meta" / "workflow" / "templates" / "pipeline.yml")
+                          .read_text(encoding="utf-8"))
+    mine = {r.name: r for r in ours.runs}
+    names = []
+    for entry in tmpl["runs"]:
+        for tag, extra in (entry.get("matrix") or {"": {}}).items():
+            name = f"{entry['name']}-{tag}" if tag else entry["name"]
+            names.append(name)
+            assert name in mine, f"template run {name} is not in pipeline.yml"
+            assert ROOT / entry["notebook"] == mine[name].notebook
+            assert {**entry.get("parameters", {}), **(extra or {})} == mine[name].parameters
+    left_out = [r for r in ours.runs if r.name not in names]
+    assert all("subset" in r.parameters for r in left_out), left_out
+    assert {r.notebook for r in ours.runs} == {ROOT / e["notebook"] for e in tmpl["runs"]}

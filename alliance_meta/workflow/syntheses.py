@@ -130,7 +130,7 @@ def beside(headline_row: Mapping, pub: pd.DataFrame,
             & pub["subgroup"].astype(str).str.lower().str.startswith("overall")]
     cols = ["source", "population", "subgroup", "metric", "estimate", "ci_lb", "ci_ub", "k",
             "k_unit", "model", "r", "r_ci_lb", "r_ci_ub", "doi"]
-    theirs = p.assign(source=p["label"].str.split(":").str[0]).reindex(columns=cols)
+    theirs = p.assign(source=p["label"].astype(str).str.split(":").str[0]).reindex(columns=cols)
     me = pd.DataFrame([{"source": "this review", "population": "all effects in studies/",
                         "subgroup": "headline", "metric": "r", "estimate": headline_row["r"],
                         "ci_lb": headline_row["r_ci_lb"], "ci_ub": headline_row["r_ci_ub"],
