@@ -5,7 +5,8 @@ figures now live one family per module: :mod:`.theme`, :mod:`.forest`, :mod:`.fu
 
 from .baujat import baujat_plot
 from .bubble import bubble_plot
-from .forest import forest_plot
+from .dataset import dataset_overview, moderator_distribution
+from .forest import forest_pages, forest_plot
 from .funnel import funnel_plot
 from .orchard import orchard_plot
 from .sensitivity import cumulative_plot, leave_one_out_plot
@@ -18,11 +19,14 @@ __all__ = [
     "MUTED",
     "theme",
     "forest_plot",
+    "forest_pages",
     "funnel_plot",
     "bubble_plot",
     "baujat_plot",
     "leave_one_out_plot",
     "cumulative_plot",
     "orchard_plot",
+    "dataset_overview",
+    "moderator_distribution",
     "save_figure",
 ]
