@@ -54,9 +54,19 @@ def test_three_level_headline_is_the_contain_df_t_test(df):
 def test_three_level_falls_back_to_random_effects_and_says_so():
     d = make_effects(one_per_sample=True)
     hm = wb.headline_model(d)
-    ref = am.random_effects(d["yi"], d["vi"], method="REML", test="knha")
-    assert hm.result.estimate == pytest.approx(ref.estimate, rel=1e-12)
-    assert "falls back" in hm.note and "fallback" in hm.label
+    ref = am.random_effects(d["yi"], d["vi"], method="REML", test="z")
+    # the three-level model with sigma2_within fixed at 0 is the random-effects model
+    assert hm.result.estimate == pytest.approx(ref.estimate, rel=1e-6)
+    assert hm.result.fallback and hm.note == hm.result.fallback_message
+    assert "fitted as random effects" in hm.label
+    # two effects: too few for three_level, so random effects with Knapp-Hartung, said so
+    two = wb.headline_model(d.iloc[:2])
+    ref2 = am.random_effects(d["yi"][:2], d["vi"][:2], method="REML", test="knha")
+    assert two.result.estimate == pytest.approx(ref2.estimate, rel=1e-12)
+    assert "falls back" in two.note and "fallback" in two.label
+    # its follow-ups by sample still run (a loop of headline fits)
+    assert len(wb.leave_one_sample_out(hm)) == len(d)
+    assert wb.cumulative_by_sample(hm)["k"].iloc[-1] == len(d)
 
 
 def test_robust_and_aggregate_headlines(df):

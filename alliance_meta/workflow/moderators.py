@@ -157,12 +157,17 @@ def _composite_regression(df: pd.DataFrame, column: str, formula: str, method: s
                            test="knha")
 
 
+def _single_sample_levels(df: pd.DataFrame, column: str) -> list[str]:
+    if not isinstance(df[column].dtype, pd.CategoricalDtype) and pd.api.types.is_numeric_dtype(
+            df[column]):
+        return []
+    n = df.groupby(column)["sample_id"].nunique()
+    return [str(x) for x in n[n < 2].index]
+
+
 def _omnibus(hm: HeadlineModel, df: pd.DataFrame, column: str, formula: str) -> Attempt:
     y, v, s = df["yi"], df["vi"], df["sample_id"]
     if hm.dependence == "three-level":
-        if df["sample_id"].is_unique:
-            return attempt("meta-regression", meta_regression, y, v, mods=df[[column]],
-                           formula=formula, method=hm.method, test="knha", level=hm.level)
         method = hm.method if hm.method in ("REML", "ML") else "REML"
         return attempt("three-level meta-regression", three_level, y, v, s, mods=df[[column]],
                        formula=formula, method=method, level=hm.level, **_tl_options("t", "contain"))
@@ -176,7 +181,14 @@ def _omnibus(hm: HeadlineModel, df: pd.DataFrame, column: str, formula: str) -> 
             return rb
         if not hasattr(rb.result, "wald_test"):
             return Attempt("HTZ", None, "the stats floor of this version has no HTZ Wald test")
-        return attempt("HTZ Wald test", rb.result.wald_test, list(range(1, reg.result.p)))
+        one = _single_sample_levels(df, column)
+        if one:  # the CR2 covariance of such a contrast rests on one cluster: not estimable
+            return Attempt("HTZ", None, "CR2 needs each level in two or more samples; "
+                           f"{', '.join(one)} observed in one sample only")
+        w = attempt("HTZ Wald test", rb.result.wald_test, list(range(1, reg.result.p)))
+        if w.ok and not (np.isfinite(w.result.F) and w.result.F >= 0):
+            return Attempt("HTZ", None, f"the HTZ test is not defined here (F = {w.result.F:g})")
+        return w
     return attempt("composite meta-regression", _composite_regression, df, column, formula,
                    hm.method, hm.rho)
 

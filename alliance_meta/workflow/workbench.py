@@ -24,7 +24,7 @@ import pandas as pd
 from ..data import load_studies, studies_dir
 from ..stats.escalc import aggregate
 from ..stats.influence import cumulative, influence, leave_one_out
-from ..stats.rma import random_effects
+from ..stats.rma import RandomEffectsResult, random_effects
 from ..stats.rma_mv import three_level
 from ..stats.robust import robust
 from . import report as _report
@@ -258,6 +258,11 @@ def _composites(df: pd.DataFrame, rho: float) -> pd.DataFrame:
                          "m": ag["m"].to_numpy()})
 
 
+_FALLBACK = ("Every sample contributes one effect ({m} samples), so the three-level model's "
+             "within-sample variance is not identified: it falls back to a random-effects model, "
+             "which it equals.")
+
+
 def headline_model(df: pd.DataFrame, dependence: str = "three-level", method: str = "REML",
                    rho: float = 0.5, level: float = 0.95, dfs: str = "contain") -> HeadlineModel:
     """Fit the run's headline model to the effects in ``df`` (columns ``yi``, ``vi``,
@@ -268,8 +273,9 @@ def headline_model(df: pd.DataFrame, dependence: str = "three-level", method: st
     - ``"three-level"`` (default): effects nested in samples (``am.three_level``, REML or ML),
       t-test with ``dfs="contain"`` df (metafor's ``rma.mv(..., test="t", dfs="contain")``).
       When every sample contributes one effect the within-sample variance is not identified:
-      the model falls back to random effects with a Knapp-Hartung t-test (k - 1 df, which is
-      the contain df of that design) and says so in ``note``.
+      ``am.three_level`` then fits random effects (its ``fallback``) and the label and
+      ``note`` say so; with fewer than 3 such effects, where ``three_level`` cannot fit, the
+      fallback is ``am.random_effects`` with a Knapp-Hartung t-test (k - 1 df).
     - ``"robust"``: random effects treating effects as independent, with CR2 cluster-robust
       SEs and Satterthwaite t-tests, samples as clusters (``am.robust``; Pustejovsky & Tipton
       2018, doi:10.1080/07350015.2016.1247004).
@@ -290,19 +296,25 @@ def headline_model(df: pd.DataFrame, dependence: str = "three-level", method: st
         tl_method = method if method in ("REML", "ML") else "REML"
         note = ("" if tl_method == method else
                 f"The three-level model is fitted by REML ({method} is for random effects only).")
-        if m == len(df):
+        tl = attempt("three-level", three_level, y, v, s, method=tl_method, level=level,
+                     **_tl_options("t", dfs))
+        if not tl.ok and m == len(df):  # too few effects for three_level's own fallback
             re = random_effects(y, v, method=method, test="knha", level=level,
                                 labels=list(df["label"]))
-            note = (f"Every sample contributes one effect ({m} samples), so the three-level "
-                    "model's within-sample variance is not identified: it falls back to a "
-                    "random-effects model, which it equals.")
+            note = " ".join(x for x in (note, _FALLBACK.format(m=m)) if x)
             lab = (f"random effects {method}, Knapp\u2013Hartung t-test (df = {_df_text(re)}); "
                    "three-level fallback, one effect per sample")
             return HeadlineModel(dependence, lab, re, re, _points(df), note=note, **kw)
-        opts = _tl_options("t", dfs)
-        tl = three_level(y, v, s, method=tl_method, level=level, **opts)
-        df_kind = f"{dfs} df" if "dfs" in opts else "k \u2212 p df"
-        lab = f"three-level {tl_method}, t-test with {df_kind} (df = {_df_text(tl)})"
+        if not tl.ok:
+            raise ValueError(tl.reason)
+        tl = tl.result
+        df_kind = f"{getattr(tl, 'dfs_method', dfs)} df"
+        if getattr(tl, "fallback", False):
+            note = " ".join(x for x in (note, tl.fallback_message) if x)
+            lab = (f"three-level {tl_method} fitted as random effects (one effect per sample), "
+                   f"t-test with {df_kind} (df = {_df_text(tl)})")
+        else:
+            lab = f"three-level {tl_method}, t-test with {df_kind} (df = {_df_text(tl)})"
         return HeadlineModel(dependence, lab, tl, tl, _points(df), note=note, **kw)
     if dependence == "robust":
         re = random_effects(y, v, method=method, test="z", level=level, labels=list(df["label"]))
@@ -433,8 +445,8 @@ def _sample_label(hm: HeadlineModel, s) -> str:
 def _stats_floor_by_sample(hm: HeadlineModel) -> bool:
     """True when the stats floor's batched follow-ups work on the samples themselves: the model
     pools one unit per sample (composites, or the one-effect-per-sample fallback)."""
-    return hm.dependence == "aggregate" or (hm.fit is hm.result and hasattr(hm.fit, "tau2")
-                                            and hm.effects["sample_id"].is_unique)
+    return hm.dependence == "aggregate" or (isinstance(hm.fit, RandomEffectsResult)
+                                            and hm.dependence == "three-level")
 
 
 def leave_one_sample_out(hm: HeadlineModel) -> pd.DataFrame:
@@ -503,6 +515,7 @@ def write_report(out: Outputs, hm: HeadlineModel, title: str = "", caution: str 
     """Write the run's report.md and headline.json (R's report layer) from the headline model
     and show its methods and results paragraphs in the notebook."""
     rho = hm.rho if hm.dependence == "aggregate" else None
+    caution = " ".join(x for x in (caution, hm.note) if x)  # a fallback is said up front
     path = _report.write_report(out.dir, hm.fit, hm.effects, title=title, caution=caution,
                                 robust=hm.robust, rho=rho, model=hm.label,
                                 moderators=moderators, bias=bias)
