@@ -11,6 +11,7 @@ REF_DIR = Path(__file__).parent / "reference"
 TOL = {
     "closed": 1e-6,  # DL, HE, HS, SJ, FE and everything computed from them
     "iterative": 1e-5,  # ML, REML, EB, PM, Q-profile CI, three-level, CR2 on them
+    "profile": 1e-4,  # profile-likelihood CIs of variance components (root of a refitted profile)
     "boundary_abs": 1e-10,  # tau2 at 0: metafor stops at e.g. 4.6e-13, we at exactly 0
 }
 

@@ -164,6 +164,17 @@ class _Problem:
 
         if not free.any():
             return theta, True
+        if start is not None:
+            # warm start (profile likelihood): Newton steps alone usually suffice; accept them
+            # only when they reach a stationary point that is no worse than the start
+            t0 = theta.copy()
+            t0[free] = np.maximum(x0, 0.0)
+            t = self._polish(t0.copy(), free)
+            g = self.pieces(t).grad
+            act = free & ~((t <= 0) & (g <= 0))
+            if (np.all(np.abs(g[act]) < 1e-10 * max(1.0, self.k))
+                    and self.loglik(t) >= self.loglik(t0)):
+                return t, True
         sol = optimize.minimize(
             negll, x0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * int(free.sum()),
             options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10_000},
