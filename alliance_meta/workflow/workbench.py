@@ -384,12 +384,16 @@ def sensitivity_table(df: pd.DataFrame, method: str = "REML", rhos: Sequence[flo
 
 def forest(hm: HeadlineModel, title: str | None = None, sort: str | None = None):
     """Forest plot of the headline model: its diamond, CI and PI; one row per pooled unit."""
-    from ..viz.forest import forest_plot
+    from ..viz.forest import MAX_ROWS, forest_plot
 
     p = hm.points
+    # a long forest of a CR2 fit is drawn one row per sample (three-level fits do so already)
+    many = hm.dependence == "robust" and len(p) > MAX_ROWS
     return forest_plot(hm.result, labels=list(p["label"]), n=p["n"].to_numpy(float),
                        year=p["year"].to_numpy(float), yi=p["yi"], vi=p["vi"], sort=sort,
-                       model_label=hm.label, title=title)
+                       model_label=hm.label, title=title,
+                       groups=list(p["sample_id"]) if many else None,
+                       group_name="sample")
 
 
 def funnel(hm: HeadlineModel, trimfill=None, title: str | None = None):
@@ -415,13 +419,10 @@ def _row(fit: Attempt, hm: HeadlineModel) -> dict[str, Any]:
     if not fit.ok:
         return {"note": f"not estimable: {fit.reason}"}
     h = fit.result.headline()
-    out = {"k": h.k, "n_samples": h.n_samples, "estimate": h.estimate, "se": h.se,
-           "pval": h.pval, "r": h.r, "r_ci_lb": h.r_ci_lb, "r_ci_ub": h.r_ci_ub,
-           "ci_lb": np.arctanh(h.r_ci_lb), "ci_ub": np.arctanh(h.r_ci_ub), "tau2": h.tau2,
-           "I2": h.I2, "model": fit.result.label}
-    if fit.result.note:
-        out["note"] = fit.result.note
-    return out
+    return {"k": h.k, "n_samples": h.n_samples, "estimate": h.estimate, "se": h.se,
+            "pval": h.pval, "r": h.r, "r_ci_lb": h.r_ci_lb, "r_ci_ub": h.r_ci_ub,
+            "ci_lb": np.arctanh(h.r_ci_lb), "ci_ub": np.arctanh(h.r_ci_ub), "tau2": h.tau2,
+            "I2": h.I2, "model": fit.result.label, "note": fit.result.note or np.nan}
 
 
 _BY_SAMPLE = ["label", "sample_id", "k", "n_samples", "estimate", "se", "pval", "ci_lb", "ci_ub",
@@ -436,10 +437,9 @@ def _sample_order(hm: HeadlineModel) -> list:
 
 def _sample_label(hm: HeadlineModel, s) -> str:
     e = hm.effects
-    lab = str(e.loc[e["sample_id"] == s, "label"].iloc[0]).split(" [")[0]
-    many = e.loc[e["study_id"] == e.loc[e["sample_id"] == s, "study_id"].iloc[0],
-                 "sample_id"].nunique() > 1
-    return lab + (f" [{s}]" if many else "")
+    row = e.loc[e["sample_id"] == s].iloc[0]
+    many = e.loc[e["study_id"] == row["study_id"], "sample_id"].nunique() > 1
+    return str(row["label"]).split(" [")[0] + (f" [{s}]" if many else "")
 
 
 def _stats_floor_by_sample(hm: HeadlineModel) -> bool:
@@ -540,15 +540,7 @@ def counts(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variable", "level", "studies", "samples", "effects"])
 
 
-# ---------------------------------------------------------------------------------------------
 # every model at once (kept for the report layer's tests; the notebooks use headline_model)
-
-
-def _legacy_labels(df: pd.DataFrame) -> list[str]:
-    lab = df["study_id"].astype(str)
-    dup = lab.duplicated(keep=False)
-    return [f"{s} ({e.split('_')[-1]})" if d else s
-            for s, e, d in zip(lab, df["es_id"].astype(str), dup, strict=True)]
 
 
 def pooled_models(df: pd.DataFrame, method: str = "REML", test: str = "knha",
@@ -560,7 +552,7 @@ def pooled_models(df: pd.DataFrame, method: str = "REML", test: str = "knha",
     out: dict[str, Attempt] = {}
     y, v, s = df["yi"].to_numpy(float), df["vi"].to_numpy(float), df["sample_id"].to_numpy()
     out["random effects"] = attempt("random effects", random_effects, y, v, method=method,
-                                    test=test, labels=_legacy_labels(df))
+                                    test=test, labels=list(df.get("label", df["study_id"])))
     t3 = "t" if test == "knha" else "z"
     out["three-level"] = attempt("three-level", three_level, y, v, s,
                                  method="ML" if method == "ML" else "REML", test=t3)

@@ -43,8 +43,10 @@ matplotlib.use("Agg")
 import pandas as pd
 
 import alliance_meta as am
+from alliance_meta.data import studies_dir
 from alliance_meta.workflow import syntheses as sy
 from alliance_meta.workflow import workbench as wb
+from alliance_meta.workflow.published import demonstration_caution, read_syntheses
 
 out = wb.Outputs(output_dir, formats)
 df = wb.select(data_path, subset, effects)
@@ -124,6 +126,6 @@ out.table(sy.beside(mine, published), "published_comparison",
 # ## Methods and results
 
 # %%
+caution = demonstration_caution(hm.headline(), read_syntheses(studies_dir(data_path)))
 path = wb.write_report(out, hm, title=f"Pooled alliance\u2013outcome correlation: {name}",
-                       caution="A demonstration of the workbench on the curated studies, not a "
-                       "new synthesis of the literature.")
+                       caution=caution)
