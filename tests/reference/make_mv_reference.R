@@ -29,7 +29,7 @@ ref$source <- list(
     "pseudo-R2 per level: 100 * (sigma2_0 - sigma2_mods) / sigma2_0 with sigma2_0 of the intercept-only model (unclamped here)",
     "Wald_test(m, constraints = constrain_zero(2:p), vcov = 'CR2', cluster = d$cluster, test = 'HTZ')",
     "coef_test(m, vcov = 'CR2', cluster = d$cluster, test = 'Satterthwaite')",
-    "fallback: rma.mv(yi, vi, random = ~ 1 | id / es) with one effect per cluster (molloy2014) vs rma(yi, vi, method = 'REML')"
+    "fallback: rma.mv(yi, vi, random = ~ 1 | id / es) with one effect per cluster (molloy2014) vs rma(yi, vi, method = 'REML'); confint(rma, type = 'PL', control = list(tol = 1e-10, maxiter = 10000))"
   ),
   date = as.character(Sys.Date())
 )
@@ -130,7 +130,8 @@ ref$fallback <- list(dataset = "molloy2014", yi = num(mol$yi), vi = num(mol$vi),
                      rma_mv_sigma2 = num(m$sigma2), rma_mv_beta = num(m$beta),
                      rma_mv_se = num(m$se), rma_tau2 = num(r$tau2), rma_beta = num(r$beta),
                      rma_se = num(r$se), rma_ci_lb = num(r$ci.lb), rma_ci_ub = num(r$ci.ub),
-                     rma_pi_lb = num(predict(r)$pi.lb), rma_pi_ub = num(predict(r)$pi.ub))
+                     rma_pi_lb = num(predict(r)$pi.lb), rma_pi_ub = num(predict(r)$pi.ub),
+                     rma_tau2_pl_ci = num(confint(r, type = "PL", control = cictrl)$random["tau^2", ]))
 
 write_json(ref, "tests/reference/metafor_mv.json", digits = NA, auto_unbox = TRUE, pretty = TRUE)
 cat("wrote tests/reference/metafor_mv.json\n")
