@@ -9,9 +9,10 @@
 # molloy2014 (Molloy, O'Carroll & Ferguson 2014, conscientiousness and medication adherence)
 # has one correlation per study. The review imports each study as one sample, so the
 # three-level model's two variance components are not separately identifiable there (only
-# their sum is); its pooled estimate equals the random-effects one. The headline comparison is
-# therefore rma(yi, vi, method = "REML", test = "knha"), the "random effects" row of the
-# 02_pooled run (method REML, test knha in pipeline.yml); the rma.mv estimate is kept too.
+# their sum is) and it equals the random-effects model. The comparison is with the headline of
+# the 02_pooled run as issue 12 defines it: rma.mv(yi, vi, random = ~ 1 | sample_id/es_id,
+# method = "REML", test = "t", dfs = "contain"), which here equals rma(method = "REML",
+# test = "t"); rma(test = "knha") is kept for reference.
 suppressPackageStartupMessages({ library(metafor); library(metadat); library(jsonlite) })
 num <- function(x) unname(as.numeric(x))
 d <- dat.molloy2014
@@ -21,22 +22,27 @@ write.csv(foreign, "tests/fixtures/molloy2014_foreign.csv", row.names = FALSE, f
 dat <- escalc(measure = "ZCOR", ri = ri, ni = ni, data = d)
 ctrl <- list(threshold = 1e-12, maxiter = 10000, stepadj = 0.5)
 re <- rma(yi, vi, data = dat, method = "REML", test = "knha", control = ctrl)
+re_t <- rma(yi, vi, data = dat, method = "REML", test = "t", control = ctrl)
 dat$sample_id <- seq_len(nrow(dat)); dat$es_id <- seq_len(nrow(dat))
-mv <- rma.mv(yi, vi, random = ~ 1 | sample_id/es_id, data = dat, method = "REML",
-             control = list(rel.tol = 1e-12, eval.max = 10000, iter.max = 10000))
+mv <- rma.mv(yi, vi, random = ~ 1 | sample_id/es_id, data = dat, method = "REML", test = "t",
+             dfs = "contain", control = list(rel.tol = 1e-12, eval.max = 10000, iter.max = 10000))
 ref <- list(
   source = list(
     script = "tests/reference/make_own_review_reference.R",
     data = "metadat::dat.molloy2014, escalc(measure = 'ZCOR', ri = ri, ni = ni)",
     random_effects = "rma(yi, vi, method = 'REML', test = 'knha', control = list(threshold = 1e-12, maxiter = 10000, stepadj = 0.5))",
-    three_level = "rma.mv(yi, vi, random = ~ 1 | sample_id/es_id, method = 'REML', control = list(rel.tol = 1e-12))",
+    random_effects_t = "rma(yi, vi, method = 'REML', test = 't', control = as above)",
+    three_level = "rma.mv(yi, vi, random = ~ 1 | sample_id/es_id, method = 'REML', test = 't', dfs = 'contain', control = list(rel.tol = 1e-12))",
     R = R.version.string, metafor = as.character(packageVersion("metafor")),
     metadat = as.character(packageVersion("metadat")), date = as.character(Sys.Date())
   ),
   k = re$k,
   random_effects = list(beta = num(re$beta), se = num(re$se), ci_lb = num(re$ci.lb),
                         ci_ub = num(re$ci.ub), tau2 = num(re$tau2), I2 = num(re$I2)),
-  three_level = list(beta = num(mv$beta), se = num(mv$se), sigma2_sum = sum(num(mv$sigma2))),
+  random_effects_t = list(beta = num(re_t$beta), se = num(re_t$se), ci_lb = num(re_t$ci.lb),
+                          ci_ub = num(re_t$ci.ub), df = num(re_t$ddf)),
+  three_level = list(beta = num(mv$beta), se = num(mv$se), ci_lb = num(mv$ci.lb),
+                     ci_ub = num(mv$ci.ub), df = num(mv$ddf), sigma2_sum = sum(num(mv$sigma2))),
   yi = num(dat$yi), vi = num(dat$vi)
 )
 write(toJSON(ref, digits = NA, auto_unbox = TRUE, pretty = TRUE),
