@@ -268,3 +268,49 @@ def test_review_template_runs_are_ours():
     left_out = [r for r in ours.runs if r.name not in names]
     assert all("subset" in r.parameters for r in left_out), left_out
     assert {r.notebook for r in ours.runs} == {ROOT / e["notebook"] for e in tmpl["runs"]}
+
+
+def test_every_command_takes_the_review_from_cwd_or_project(review, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from alliance_meta.data import studies_dir
+    from alliance_meta.workflow.cli import app
+
+    monkeypatch.delenv("ALLIANCE_META_PROJECT", raising=False)
+    monkeypatch.delenv("ALLIANCE_META_STUDIES", raising=False)
+    run = CliRunner().invoke
+    # in a notebook of the review (as JupyterLab runs it), data_path = None means its studies
+    monkeypatch.chdir(review / "notebooks")
+    assert studies_dir() == review / "studies"
+    # elsewhere, --project before or after the command names the review
+    monkeypatch.chdir(tmp_path)
+    res = run(app, ["import", str(FOREIGN), "--project", str(review), "--rename", "Author=study_id",
+                    "--rename", "Year=year", "--rename", "r_xy=r", "--rename", "N=n"])
+    assert res.exit_code == 0, res.output
+    assert len(load_studies(review / "studies")) == 16
+    res = run(app, ["--project", str(review), "export", "--format", "csv", "all.csv"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "all.csv")
+    assert {"r", "yi", "vi", "weight_random_effects", "weight_three_level"} <= set(table.columns)
+    # metafor's weights() of rma and rma.mv (tests/reference/own_review_molloy2014.json)
+    np.testing.assert_allclose(table["weight_random_effects"], REF["weights_random_effects"],
+                               rtol=TOL_ITERATIVE)
+    np.testing.assert_allclose(table["weight_three_level"], REF["weights_three_level"],
+                               rtol=TOL_ITERATIVE)
+    res = run(app, ["validate", "--project", str(review)])
+    assert res.exit_code == 0 and "0 error(s)" in res.output, res.output
+    res = run(app, ["validate"])
+    assert res.exit_code == 2 and "no review here" in res.output
+
+
+def test_three_level_weights_as_metafor_on_nested_effects():
+    from alliance_meta.data.export import _three_level_weights
+    from alliance_meta.stats.rma_mv import three_level
+
+    k = REF["konstantopoulos2011"]  # weights(rma.mv(..., random = ~ 1 | district/school))
+    yi, vi, district = (np.asarray(k[c], dtype=float) for c in ("yi", "vi", "district"))
+    fit = three_level(yi, vi, district)
+    np.testing.assert_allclose([fit.sigma2_between, fit.sigma2_within], k["sigma2"],
+                               rtol=TOL_ITERATIVE)
+    w = _three_level_weights(vi, district, fit.sigma2_between, fit.sigma2_within)
+    np.testing.assert_allclose(w, k["weights"], rtol=TOL_ITERATIVE)

@@ -57,8 +57,10 @@ _R_SCRIPT = """\
 library(metafor)
 dat <- read.csv("{csv}", stringsAsFactors = FALSE)
 
-# three-level model: effects (es_id) within independent samples (sample_id)
-res <- rma.mv(yi, vi, random = ~ 1 | sample_id/es_id, data = dat, method = "REML")
+# the headline: three-level model, effects (es_id) within independent samples (sample_id),
+# t-test with "contain" df as alliance-meta's pooled notebook (use test = "z" for metafor's default)
+res <- rma.mv(yi, vi, random = ~ 1 | sample_id/es_id, data = dat, method = "REML",
+              test = "t", dfs = "contain")
 print(res)
 predict(res, transf = transf.ztor)  # pooled r with CI and prediction interval
 

@@ -43,7 +43,17 @@ ref <- list(
                           ci_ub = num(re_t$ci.ub), df = num(re_t$ddf)),
   three_level = list(beta = num(mv$beta), se = num(mv$se), ci_lb = num(mv$ci.lb),
                      ci_ub = num(mv$ci.ub), df = num(mv$ddf), sigma2_sum = sum(num(mv$sigma2))),
-  yi = num(dat$yi), vi = num(dat$vi)
+  yi = num(dat$yi), vi = num(dat$vi),
+  weights_random_effects = num(weights(re)),  # percent, as `alliance-meta export --format csv`
+  weights_three_level = num(weights(mv))
 )
+# three-level weights where effects are nested (export --format csv): konstantopoulos2011
+k11 <- dat.konstantopoulos2011
+mk <- rma.mv(yi, vi, random = ~ 1 | district/school, data = k11, method = "REML",
+             control = list(rel.tol = 1e-12, eval.max = 10000, iter.max = 10000))
+ref$konstantopoulos2011 <- list(
+  call = "weights(rma.mv(yi, vi, random = ~ 1 | district/school, data = dat.konstantopoulos2011))",
+  yi = num(k11$yi), vi = num(k11$vi), district = num(k11$district),
+  sigma2 = num(mk$sigma2), weights = num(weights(mk)))
 write(toJSON(ref, digits = NA, auto_unbox = TRUE, pretty = TRUE),
       "tests/reference/own_review_molloy2014.json")
