@@ -247,3 +247,24 @@ def test_demonstration_caution_from_the_headline(tmp_path):
     assert "(the largest listed, Big et al. (2018), pooled k = 295 studies)" in text
     assert demonstration_caution({"k": 40, "n_samples": CAUTION_BELOW_SAMPLES}, syn) == ""
     assert read_syntheses(tmp_path / "absent") is None
+
+
+def test_what_changed_is_seeded_from_the_committed_outputs(tmp_path):
+    cfg, _ = _review(tmp_path)
+    old = json.loads((cfg.output_dir / "02_pooled-all" / rp.HEADLINE_FILE).read_text())
+    _git(cfg.root, "add", "outputs")
+    _git(cfg.root, "commit", "-q", "-m", "outputs")
+    commit = subprocess.run(["git", "-C", str(cfg.root), "log", "-1", "--format=%h"],
+                            capture_output=True, text=True).stdout.strip()
+    # a study is added and the runs re-executed; no site/history.json exists yet
+    more = make_effects(per_sample=(1, 2, 1, 3, 1, 1, 2, 1, 2, 1), seed=7)
+    more.to_csv(cfg.data_files[0], index=False)
+    _write_run(cfg, more)
+    site.build_site(cfg)
+    hist = json.loads((cfg.output_dir / "site" / site.HISTORY).read_text())
+    assert len(hist) == 2 and hist[0]["commit"] == commit
+    assert hist[0]["headline"]["r"] == pytest.approx(old["r"])
+    page = _text((cfg.output_dir / "site" / "index.html").read_text(encoding="utf-8"))
+    block = page[page.index("What changed"):].replace("\n", "")
+    assert f"committed to outputs/ at {commit}" in block
+    assert f"k effects{old['k']}{len(more)}" in block

@@ -28,27 +28,32 @@ distinct data state, so "what changed" survives re-runs.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
-import math
-import os
 import re
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .apa import fmt_ci, fmt_int, fmt_num, fmt_pct, fmt_r, fmt_var
+from .history import (
+    HISTORY,
+    BuildInfo,
+    _analysed_files,
+    _nan,
+    _studies,
+    _update_history,
+    _write,
+    build_info,
+    changes_html,
+)
 from .published import demonstration_caution, read_syntheses
 from .report import HEADLINE_FILE, SMALL_K, read_captions
 from .table1 import parse_bib, table1
 
 __all__ = ["build_site", "headline_run", "load_headline", "build_info", "HISTORY"]
 
-HISTORY = "history.json"
 _MAX_TABLE_ROWS = 40
 
 _CSS = """body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;max-width:72em;margin:0 auto;
@@ -75,15 +80,6 @@ color:#555}blockquote{border-left:3px solid #ccc;margin-left:0;padding-left:1em;
 
 # ---------------------------------------------------------------------------------------------
 # reading what the runs wrote
-
-
-def _write(path: Path, text: str) -> None:
-    """Write only when the content changed (no-op builds touch nothing), atomically."""
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _runs(cfg) -> list:
@@ -125,57 +121,6 @@ def load_headline(run_dir: Path) -> dict[str, Any] | None:
             "r_pi_lb": row.get("r_pi_lb"), "r_pi_ub": row.get("r_pi_ub"),
             "tau2": row.get("tau2"), "I2": row.get("I2"), "estimate": row.get("estimate"),
             "cautions": []}
-
-
-def _nan(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
-
-
-def _git(root: Path, *args: str) -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                             timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
-@dataclass(frozen=True)
-class BuildInfo:
-    version: str
-    commit: str
-    date: str
-    dirty: bool
-    data_hash: str
-
-
-def _studies(cfg) -> Path:
-    return Path(getattr(cfg, "studies", None) or cfg.root / "studies")
-
-
-def _analysed_files(cfg) -> list[Path]:
-    """The files the pooled numbers depend on: the effects and their bibliography (a change
-    of the codebook or of the screening log is not a new data state of the headline)."""
-    studies = _studies(cfg)
-    return [studies / "effects.csv", studies / "references.bib"]
-
-
-def build_info(cfg) -> BuildInfo:
-    """Package version; commit and date of the last commit that changed the data (not the wall
-    clock, so a rebuild of unchanged data is byte-identical); whether the data differ from that
-    commit; and a hash of the analysed files (effects and bibliography)."""
-    from .. import __version__
-
-    files = [str(f) for f in cfg.data_files if f.exists()]
-    log = _git(cfg.root, "log", "-1", "--format=%h %cs", "--", *files) if files else ""
-    commit, _, date = log.partition(" ")
-    dirty = bool(_git(cfg.root, "status", "--porcelain", "--", *files)) if files else False
-    h = hashlib.sha256()
-    for f in _analysed_files(cfg):
-        h.update(f.name.encode())
-        h.update(f.read_bytes() if f.exists() else b"<missing>")
-    return BuildInfo(__version__, commit or "unknown", date or "unknown", dirty,
-                     h.hexdigest()[:16])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,63 +322,6 @@ def _params(params: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# history: what changed
-
-
-_TRACKED = ("r", "r_ci_lb", "r_ci_ub", "r_pi_lb", "r_pi_ub", "tau2", "k", "n_samples", "N",
-            "estimate")
-
-
-def _update_history(site: Path, info: BuildInfo, h: dict | None) -> list[dict]:
-    """One entry per data state (hash of the data files). A rebuild of the same data with
-    changed numbers (a package change) replaces that state's headline; new data add an entry."""
-    p = site / HISTORY
-    hist: list[dict] = []
-    if p.exists():
-        try:
-            hist = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            hist = []
-    if h is None:
-        return hist
-    entry = {"data": info.data_hash, "commit": info.commit, "date": info.date,
-             "headline": {k: (None if _nan(h.get(k)) else h.get(k)) for k in _TRACKED}}
-    if hist and hist[-1].get("data") == info.data_hash:
-        hist[-1] = entry
-    else:
-        hist.append(entry)
-    _write(p, json.dumps(hist, indent=1, sort_keys=True) + "\n")
-    return hist
-
-
-def _changes(hist: list[dict]) -> str:
-    if len(hist) < 2:
-        return ("<p>This is the first data state recorded in <code>site/history.json</code>; "
-                "the next build after studies are added will show how the headline moved.</p>")
-    old, new = hist[-2], hist[-1]
-    a, b = old["headline"], new["headline"]
-
-    def val(d: dict, key: str, f) -> str:
-        return "\u2013" if d.get(key) is None else f(d[key])
-
-    rows = [("r", val(a, "r", fmt_r), val(b, "r", fmt_r)),
-            ("95% CI", fmt_ci(a["r_ci_lb"], a["r_ci_ub"]) if a.get("r_ci_lb") is not None
-             else "\u2013", fmt_ci(b["r_ci_lb"], b["r_ci_ub"]) if b.get("r_ci_lb") is not None
-             else "\u2013"),
-            ("\u03c4\u00b2", val(a, "tau2", fmt_var), val(b, "tau2", fmt_var)),
-            ("k effects", val(a, "k", fmt_int), val(b, "k", fmt_int)),
-            ("samples", val(a, "n_samples", fmt_int), val(b, "n_samples", fmt_int)),
-            ("N", val(a, "N", fmt_int), val(b, "N", fmt_int))]
-    body = "".join(f"<tr><td>{html.escape(n)}</td><td class=\"num\">{html.escape(x)}</td>"
-                   f"<td class=\"num\">{html.escape(y)}</td></tr>" for n, x, y in rows)
-    return (f"<p>The headline after the last data change (commit <code>{html.escape(new['commit'])}"
-            f"</code>, {html.escape(new['date'])}) compared with the data state before it (commit "
-            f"<code>{html.escape(old['commit'])}</code>, {html.escape(old['date'])}).</p>"
-            '<table class="apa"><thead><tr><th></th><th>Before</th><th>Now</th></tr></thead>'
-            f"<tbody>{body}</tbody></table>")
-
-
-# ---------------------------------------------------------------------------------------------
 # pages
 
 
@@ -498,7 +386,7 @@ def build_site(cfg) -> Path:
 
     main = headline_run(cfg)
     h = load_headline(out / main) if main else None
-    hist = _update_history(site, info, h)
+    hist = _update_history(site, info, h, cfg, main)
 
     body = ["<h1>alliance-meta: the alliance\u2013outcome association</h1>"]
     if h is not None:
@@ -517,7 +405,7 @@ def build_site(cfg) -> Path:
         body.append("<p>No pooled run has been executed yet: run <code>alliance-meta run</code>."
                     "</p>")
     body.append("<h2>What changed</h2>")
-    body.append(_changes(hist))
+    body.append(changes_html(hist))
     if syn is not None:
         body.append("<h2>Beside the published syntheses</h2>")
         body.append(_syntheses_table(syn, h, compact=True))
