@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site"]
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
+TIMINGS_ENV = "ALLIANCE_META_TIMINGS"  # a file to which each run appends where its time went
 
 
 @dataclass(frozen=True)
@@ -192,13 +194,20 @@ def _execute(run: Run, cfg: Config, digest: str) -> dict:
     os.environ["ALLIANCE_META_PROJECT"] = str(cfg.root)
     os.environ["ALLIANCE_META_STUDIES"] = str(cfg.studies)
     nb_out = work / "notebook.ipynb"
+    t0 = time.perf_counter()
     try:
         pm.execute_notebook(
             str(run.notebook), str(nb_out), parameters=params, kernel_name="python3",
             progress_bar=False, cwd=str(run.notebook.parent), log_output=False,
         )
+        t1 = time.perf_counter()
+        cells = _cell_seconds(nb_out)
         _clean_notebook(nb_out, run, cfg, work)
+        t2 = time.perf_counter()
         _to_html(nb_out, work / "notebook.html")
+        _record_timing(run.name, {"total_s": time.perf_counter() - t0, "cells_s": cells,
+                                  "kernel_s": t1 - t0 - sum(cells), "clean_s": t2 - t1,
+                                  "html_s": time.perf_counter() - t2})
     except Exception as e:  # report, keep the previous outputs
         shutil.rmtree(work, ignore_errors=True)
         msg = _describe_failure(e)
@@ -210,6 +219,24 @@ def _execute(run: Run, cfg: Config, digest: str) -> dict:
     os.replace(work, final)
     shutil.rmtree(old, ignore_errors=True)
     return {"name": run.name, "status": "ok", "hash": digest}
+
+
+def _cell_seconds(nb_path: Path) -> list[float]:
+    """Each code cell's execution time as papermill recorded it (before the clean-up drops it)."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    return [float(c.metadata.get("papermill", {}).get("duration") or 0.0)
+            for c in nb.cells if c.cell_type == "code"]
+
+
+def _record_timing(name: str, rec: dict) -> None:
+    """Append a run's timing to the file named by $ALLIANCE_META_TIMINGS (the benchmark's
+    breakdown; timings never go into outputs/, which must not change between identical runs)."""
+    path = os.environ.get(TIMINGS_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name, **rec}) + "\n")
 
 
 def _describe_failure(e: Exception) -> str:
