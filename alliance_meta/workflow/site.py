@@ -69,7 +69,7 @@ max-width:34em}figure img{max-width:100%;border:1px solid #ddd}figcaption{font-s
 .apa-wrap{overflow-x:auto;max-width:100%}table.apa{border-collapse:collapse;margin:.8em 0;font-size:.88em}table.apa caption{
 text-align:left;padding-bottom:.3em}table.apa thead th{border-top:2px solid #222;
 border-bottom:1px solid #222;padding:.25em .6em;text-align:left;font-weight:normal}
-table.apa td{padding:.2em .6em;vertical-align:top}table.apa td.num{text-align:right;
+table.apa td{padding:.2em .6em;vertical-align:top}table.apa td:first-child{min-width:9em}table.apa td.num{text-align:right;
 white-space:nowrap}table.apa tbody tr:last-child td{border-bottom:2px solid #222}
 .table-note{font-size:.82em;margin-top:-.4em;max-width:60em}dl.params{display:grid;
 grid-template-columns:max-content 1fr;gap:.1em 1em}dl.params dt{font-family:monospace}
