@@ -146,3 +146,22 @@ def test_d_to_r_conversion_and_one_synthesis_per_population():
     # x: the most recent (B2018); y: D2020 is negative as printed, so C2015
     assert list(pub.loc[chosen, "estimate_id"]) == ["B", "C"]
     assert sy.eligible(pub).tolist() == [True, True, True, False]
+
+
+def test_syntheses_forest_draws_every_converted_estimate_and_ours():
+    from alliance_meta.viz.syntheses import syntheses_forest
+
+    pub = pd.DataFrame({"population": ["x", "x", "y", "y"], "label": list("ABCD"),
+                        "metric": ["r", "d", "r", "other"], "estimate": [.2, .5, .3, 1.0],
+                        "r": [.2, .24, .3, np.nan], "r_ci_lb": [.1, np.nan, .2, np.nan],
+                        "r_ci_ub": [.3, np.nan, .4, np.nan]})
+    ours = pd.DataFrame({"population": ["y"], "subset": ["all"], "r": [.25], "r_ci_lb": [.1],
+                         "r_ci_ub": [.4]})
+    fig = syntheses_forest(pub, ours, [("summary", .25, .2, .3, .1, .4)],
+                           selected=[True, False, True, False])
+    gids = [ln.get_gid() for ln in fig.axes[0].lines]
+    # three estimates with r (the "other" metric is not converted), two of them selected
+    assert gids.count("selected") == 2 and gids.count("estimate") == 1
+    assert gids.count("ours") == 1 and gids.count("prediction_interval") == 1
+    texts = [t.get_text() for t in fig.texts]
+    assert any("(d = 0.5)" in t for t in texts) and "D" not in texts
