@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from alliance_meta.workflow.pipeline import load_config, run_pipeline
+from alliance_meta.workflow.pipeline import _read_log, load_config, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]  # this repository is one review (ours)
 
@@ -95,6 +95,34 @@ def test_failure_keeps_previous_outputs_and_reports_cell(project):
     assert not (project / "out" / ".tmp").exists()
     # the failed run is retried next time (its manifest entry is the old one)
     assert "other" in run_pipeline(cfg, progress=False).failed
+
+
+def test_progress_is_quiet(project, capfd):
+    """Issue 16: ipykernel's "over TCP without encryption" warning and the "KeyboardInterrupt
+    caught in kernel" line of a kernel shut down after a successful run do not reach the
+    progress output; one progress bar; a failing cell is still shown."""
+    cfg = project / "pipeline.yml"
+    _notebook(project / "nb" / "other.ipynb", "raise RuntimeError('boom in cell')")
+    rep = run_pipeline(cfg, progress=True, jobs=2)
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "KeyboardInterrupt" not in err
+    assert "alliance-meta run" in err  # the progress bar
+    assert "boom in cell" in rep.failed["other"] and "raise RuntimeError" in rep.failed["other"]
+
+
+def test_captured_output_keeps_what_matters(tmp_path):
+    """Of a run's captured output only the known noise is dropped: a library's warning and a
+    papermill warning about a parameter the notebook does not have are passed on."""
+    log = tmp_path / "run.log"
+    log.write_text(
+        "[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All "
+        "communication (including code and outputs) is sent in plain text.\n"
+        "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.\n\n"
+        "Passed unknown parameter: colour\n"
+        "/x/y.py:3: RuntimeWarning: invalid value encountered in divide\n")
+    assert _read_log(log) == ["Passed unknown parameter: colour",
+                              "/x/y.py:3: RuntimeWarning: invalid value encountered in divide"]
+    assert not log.exists()
 
 
 def test_outputs_are_deterministic(project, tmp_path):

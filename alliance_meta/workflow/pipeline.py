@@ -25,7 +25,9 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,16 @@ __all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site"]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
 TIMINGS_ENV = "ALLIANCE_META_TIMINGS"  # a file to which each run appends where its time went
+# Lines of a run's kernel and worker output that are not the user's concern, dropped from the
+# progress output; everything else (papermill's "Passed unknown parameter", a library's
+# warning, a crash) is passed on with the run's name.
+_NOISE = (
+    # ipykernel >= 7 warns on every local kernel: the pipeline's kernels listen on 127.0.0.1 only
+    "Kernel is running over TCP without encryption",
+    # jupyter_client interrupts every kernel (SIGINT) before asking it to shut down, and
+    # ipykernel logs the interrupt it catches as an error although the run succeeded
+    "KeyboardInterrupt caught in kernel",
+)
 
 
 @dataclass(frozen=True)
@@ -195,30 +207,67 @@ def _execute(run: Run, cfg: Config, digest: str) -> dict:
     os.environ["ALLIANCE_META_STUDIES"] = str(cfg.studies)
     nb_out = work / "notebook.ipynb"
     t0 = time.perf_counter()
+    log = tmp_root / f"{run.name}.{os.getpid()}.log"
     try:
-        pm.execute_notebook(
-            str(run.notebook), str(nb_out), parameters=params, kernel_name="python3",
-            progress_bar=False, cwd=str(run.notebook.parent), log_output=False,
-        )
-        t1 = time.perf_counter()
-        cells = _cell_seconds(nb_out)
-        _clean_notebook(nb_out, run, cfg, work)
-        t2 = time.perf_counter()
-        _to_html(nb_out, work / "notebook.html")
+        # the kernel inherits this worker's stdout/stderr: both go to a file, of which only
+        # the lines that matter reach the user (see _NOISE)
+        with _captured_output(log):
+            pm.execute_notebook(
+                str(run.notebook), str(nb_out), parameters=params, kernel_name="python3",
+                progress_bar=False, cwd=str(run.notebook.parent), log_output=False,
+            )
+            t1 = time.perf_counter()
+            cells = _cell_seconds(nb_out)
+            _clean_notebook(nb_out, run, cfg, work)
+            t2 = time.perf_counter()
+            _to_html(nb_out, work / "notebook.html")
         _record_timing(run.name, {"total_s": time.perf_counter() - t0, "cells_s": cells,
                                   "kernel_s": t1 - t0 - sum(cells), "clean_s": t2 - t1,
                                   "html_s": time.perf_counter() - t2})
     except Exception as e:  # report, keep the previous outputs
         shutil.rmtree(work, ignore_errors=True)
         msg = _describe_failure(e)
-        return {"name": run.name, "status": "failed", "error": msg}
+        return {"name": run.name, "status": "failed", "error": msg, "log": _read_log(log)}
     final = out / run.name
     old = tmp_root / f"{run.name}.old.{os.getpid()}"
     if final.exists():
         os.replace(final, old)
     os.replace(work, final)
     shutil.rmtree(old, ignore_errors=True)
-    return {"name": run.name, "status": "ok", "hash": digest}
+    return {"name": run.name, "status": "ok", "hash": digest, "log": _read_log(log)}
+
+
+@contextmanager
+def _captured_output(path: Path) -> Iterator[None]:
+    """Send this process's file descriptors 1 and 2 (and so a kernel's, which inherits them)
+    to ``path`` for the duration; only ever used inside a pipeline worker process."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _read_log(path: Path) -> list[str]:
+    """The captured lines that are the user's concern (blank lines and _NOISE dropped)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    finally:
+        path.unlink(missing_ok=True)
+    return [ln.rstrip() for ln in text.splitlines()
+            if ln.strip() and not any(n in ln for n in _NOISE)]
 
 
 def _cell_seconds(nb_path: Path) -> list[float]:
@@ -249,6 +298,14 @@ def _describe_failure(e: Exception) -> str:
     if source:
         text += "\n    " + "\n    ".join(str(source).splitlines()[:15])
     return text
+
+
+def _say(text: str, bar) -> None:
+    """A line for the user that leaves the progress bar whole."""
+    if bar is not None:
+        bar.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr)
 
 
 @dataclass
@@ -321,6 +378,8 @@ def run_pipeline(
                     res = fut.result()
                 except Exception as e:  # the worker itself died
                     res = {"name": run.name, "status": "failed", "error": _describe_failure(e)}
+                for line in res.get("log", []):
+                    _say(f"{run.name}: {line}", bar)
                 if res["status"] == "ok":
                     report.ran.append(run.name)
                     manifest[run.name] = {
