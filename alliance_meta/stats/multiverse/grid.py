@@ -86,7 +86,9 @@ def default_factors(data: pd.DataFrame, vocabularies: Mapping[str, Sequence] | N
         col = FILTER_COLUMNS[name]
         if col not in data.columns:
             return []
-        return _ordered(sorted(set(pd.Series(data[col]).dropna().astype(str))), voc.get(col))
+        # "unspecified" records missing information, not a choice of studies to keep
+        seen = set(pd.Series(data[col]).dropna().astype(str)) - {"unspecified", ""}
+        return _ordered(sorted(seen), voc.get(col))
 
     min_n: list = [0]
     last = np.ones(n_rows, dtype=bool)
