@@ -24,6 +24,8 @@ Without ``sample_id``, all effects of one study are taken as one sample (the dep
 choice); without ``es_id``, effects are numbered within their study after those already there.
 A study without an entry in ``references.bib`` gets a minimal ``@misc`` entry saying it was
 imported. Every row carries ``provenance = external``; the validator's other checks all apply.
+Columns that are neither the codebook's nor a shorthand are not imported; their names are
+returned in ``.attrs["ignored_columns"]`` (the command line prints them).
 """
 
 from __future__ import annotations
