@@ -15,7 +15,7 @@ from .. import engine, inference
 from ..cr2 import cr2, cr2_intercept
 from ..escalc import aggregate
 from ..rma import _fit_batch, _het, random_effects
-from ..rma_mv import three_level
+from ..rma_mv import _Blocks, _Problem, three_level
 from .grid import NOT_ESTIMABLE, NUM_COLS, OK, TEXT_COLS
 
 # ---------------------------------------------------------------------------------------------
@@ -281,10 +281,17 @@ def _three_level_pet_peese(y, v, codes, method: str, level: float) -> tuple:
     2021, Psychol Methods 26:141-160, doi:10.1037/met0000300); both regressions' CR2 in one
     batch of the kernel, with the fitted marginal covariance as working model (as robust())."""
     X = _pp_designs(v)
-    fits = [three_level(y, v, codes, mods=X[j, :, 1], method=method, level=level)
-            for j in range(2)]
-    s1 = np.array([f.sigma2_between for f in fits])[:, None, None, None]
-    s2 = np.array([f.sigma2_within for f in fits])[:, None, None, None]
+    # only the variance components are needed: the likelihood of three_level, maximised the
+    # same way, without the result's extras (its pseudo-R2 refits the model without moderator)
+    bl = _Blocks(codes)
+    o = bl.order
+    theta = np.empty((2, 2))
+    for j in range(2):
+        theta[j], ok = _Problem(y[o], v[o], X[j][o], bl, method == "REML").fit(None)
+        if not ok:
+            raise engine.ConvergenceError("three_level: optimiser did not converge")
+    s1 = theta[:, 0, None, None, None]
+    s2 = theta[:, 1, None, None, None]
 
     def phi(idx: np.ndarray) -> np.ndarray:  # blocks of equal-size samples: (2, m_s, s, s)
         eye = np.eye(idx.shape[1])
