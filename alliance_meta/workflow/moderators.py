@@ -200,7 +200,7 @@ def _level_fits(hm: HeadlineModel, df: pd.DataFrame, column: str):
         row = {"level": str(lev), "k": len(g), "n_samples": g["sample_id"].nunique(),
                "n_studies": g["study_id"].nunique(), "interpret": len(g) >= MIN_PER_LEVEL}
         if a.ok:
-            h = a.result.headline()
+            h = a.result.headline(variance_cis=False)  # the row shows no variance CI
             row.update(r=h.r, r_ci_lb=h.r_ci_lb, r_ci_ub=h.r_ci_ub, r_pi_lb=h.r_pi_lb,
                        r_pi_ub=h.r_pi_ub, model=a.result.label, note=a.result.note)
             fits[str(lev)] = a.result.result

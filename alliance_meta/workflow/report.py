@@ -195,14 +195,16 @@ def _df_kind(result, robust) -> str:
 
 
 def headline(result, data: pd.DataFrame | None = None, *, robust=None, rho: float | None = None,
-             model: str | None = None) -> Headline:
+             model: str | None = None, variance_cis: bool = True) -> Headline:
     """The headline numbers of a pooled (intercept-only) model.
 
     ``result``: a random-effects or three-level fit (or a workbench ``Attempt`` holding one);
     ``data``: the effects it was fitted on (k effects, samples, studies, N; for a model of
     per-sample composites, the effects before aggregation); ``robust``: a CR2 result on that
     fit, whose SE, t, df, p and CI replace the model's; ``rho``: the within-sample correlation
-    assumed when composites were formed.
+    assumed when composites were formed. ``variance_cis=False`` leaves the CIs of tau^2 and the
+    variance components NaN: their profile likelihood costs dozens of refits, which the
+    per-sample and per-level tables (one row per refit, no variance CI shown) do not need.
     """
     result, reason = _unwrap(result)
     if result is None:
@@ -245,7 +247,7 @@ def headline(result, data: pd.DataFrame | None = None, *, robust=None, rho: floa
         # every sample has one effect: the model is random effects, sigma2_between its tau^2
         vals.update(tau2=float(result.sigma2_between), I2=float(result.I2_between),
                     fallback=True)
-        ci = _variance_cis(result)
+        ci = _variance_cis(result) if variance_cis else {}
         vals.update(tau2_ci_lb=ci.get("sigma2_between_ci_lb", float("nan")),
                     tau2_ci_ub=ci.get("sigma2_between_ci_ub", float("nan")))
     elif tl:
@@ -255,7 +257,7 @@ def headline(result, data: pd.DataFrame | None = None, *, robust=None, rho: floa
                     I2=float(result.I2_between + result.I2_within))
     else:
         vals.update(tau2=_f(_get(result, "tau2")), I2=_f(_get(result, "I2")))
-    if not (tl and fallback):
+    if not (tl and fallback) and variance_cis:
         vals.update(_variance_cis(result))
     h = Headline(**vals)
     return Headline(**{**vals, "cautions": tuple(_cautions(h, result))})

@@ -208,10 +208,10 @@ class HeadlineModel:
     def unit(self) -> str:
         return "sample" if self.dependence == "aggregate" else "effect"
 
-    def headline(self) -> _report.Headline:
-        """The run's headline numbers (via :func:`alliance_meta.workflow.report.headline`)."""
+    def headline(self, **options: Any) -> _report.Headline:
+        """The run's headline numbers (:func:`.report.headline`; ``variance_cis=False``)."""
         return _report.headline(self.fit, self.effects, robust=self.robust, model=self.label,
-                                rho=self.rho if self.dependence == "aggregate" else None)
+                                rho=self.rho if self.dependence == "aggregate" else None, **options)
 
     def __repr__(self) -> str:
         return f"Headline model: {self.label}" + (f"\n{self.note}" if self.note else "")
@@ -418,7 +418,7 @@ def _refit(hm: HeadlineModel, keep: np.ndarray) -> HeadlineModel:
 def _row(fit: Attempt, hm: HeadlineModel) -> dict[str, Any]:
     if not fit.ok:
         return {"note": f"not estimable: {fit.reason}"}
-    h = fit.result.headline()
+    h = fit.result.headline(variance_cis=False)  # one refit per row: no profile CIs needed
     return {"k": h.k, "n_samples": h.n_samples, "estimate": h.estimate, "se": h.se,
             "pval": h.pval, "r": h.r, "r_ci_lb": h.r_ci_lb, "r_ci_ub": h.r_ci_ub,
             "ci_lb": np.arctanh(h.r_ci_lb), "ci_ub": np.arctanh(h.r_ci_ub), "tau2": h.tau2,
