@@ -54,7 +54,8 @@ BUCKETS = {
     "_three_level_cell": "three-level fits (scipy L-BFGS-B per row set, incl. its PET-PEESE)",
     "_three_level_pet_peese": "  of which three-level PET-PEESE (2 meta-regressions + CR2)",
     "_trim_fill_cell": "trim-and-fill (iterated centre per estimator, refits)",
-    "_pet_peese_rows": "PET-PEESE random-effects regressions (+ CR2 for robust)",
+    "_pet_peese_independent": "PET-PEESE regressions, independent effects (batched)",
+    "_pet_peese_robust": "PET-PEESE regressions with CR2 (robust)",
     "_uni_fits": "random-effects fits, batched over row sets of equal k",
     "_assemble": "assembling the table",
 }
