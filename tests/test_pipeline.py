@@ -125,6 +125,35 @@ def test_captured_output_keeps_what_matters(tmp_path):
     assert not log.exists()
 
 
+NB_FIGURE = """\
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from pathlib import Path
+from IPython.display import Image, display
+Path(output_dir, "figures").mkdir(parents=True, exist_ok=True)
+fig, ax = plt.subplots(figsize=(2, 1))
+ax.plot([0, value])
+fig.savefig(Path(output_dir, "figures", "f.png"), dpi=50)
+display(Image(filename=str(Path(output_dir, "figures", "f.png")), width=300))
+"""
+
+
+def test_html_links_saved_figures_and_one_stylesheet(project):
+    """Issue 16: a figure the run saved and shows is linked from the HTML, not embedded a
+    second time; the template's stylesheet is written once beside the runs."""
+    _notebook(project / "nb" / "ok.ipynb", NB_FIGURE)
+    assert run_pipeline(project / "pipeline.yml", progress=False).ok
+    out = project / "out"
+    page = (out / "ok-one" / "notebook.html").read_text()
+    assert 'src="figures/f.png"' in page and "data:image/png" not in page
+    assert '<link rel="stylesheet" href="../notebook.css">' in page
+    assert "<style type=\"text/css\">" not in page.split("</head>")[0]
+    assert (out / "notebook.css").stat().st_size > 10_000
+    # the notebook itself still shows the figure (for JupyterLab)
+    assert "image/png" in (out / "ok-one" / "notebook.ipynb").read_text()
+
+
 def test_outputs_are_deterministic(project, tmp_path):
     cfg = project / "pipeline.yml"
     run_pipeline(cfg, progress=False)

@@ -35,8 +35,19 @@ import yaml
 
 __all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site"]
 
+
+def build_site(cfg: Config) -> Path:
+    """Build ``<output_dir>/site/`` (see :mod:`alliance_meta.workflow.site`; imported here
+    when called, so that the pipeline module stays light for the worker processes)."""
+    from .site import build_site as _build
+
+    return _build(cfg)
+
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
+# PNG for the site and the notebooks, PDF (vector, small) for manuscripts; SVG on request:
+# at 300 effects its text-as-paths made it as large as the PNG and ten times the PDF
+DEFAULT_FORMATS = ["png", "pdf"]
 TIMINGS_ENV = "ALLIANCE_META_TIMINGS"  # a file to which each run appends where its time went
 # Lines of a run's kernel and worker output that are not the user's concern, dropped from the
 # progress output; everything else (papermill's "Passed unknown parameter", a library's
@@ -93,7 +104,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     # subfolders such as studies/incoming/ are staging and do not
     data = sorted(f for f in studies.glob("*") if f.is_file() and not f.name.startswith("."))
     data += [f for f in (root / p for p in cfg.get("data", [])) if f not in data]
-    formats = list(cfg.get("formats", ["svg", "png", "pdf"]))
+    formats = list(cfg.get("formats", DEFAULT_FORMATS))
     runs: list[Run] = []
     for i, entry in enumerate(cfg.get("runs", [])):
         for key in ("name", "notebook"):
@@ -176,17 +187,64 @@ def _clean_notebook(nb_path: Path, run: Run, cfg: Config, work: Path) -> None:
     nbformat.write(nb, nb_path)
 
 
-def _to_html(nb_path: Path, html_path: Path) -> None:
+NOTEBOOK_CSS = "notebook.css"  # the lab template's stylesheet, once for every run's HTML
+_HEAD_STYLE = re.compile(r'<style type="text/css">.*?</style>\s*', re.S)
+
+
+def _linked_figures(nb, figures: Path):
+    """A copy of ``nb`` whose PNG outputs that are byte-identical to a figure the run saved
+    (workbench's Outputs.figure shows the saved file) point to that file instead of embedding
+    it: the HTML then holds each figure once, beside it, not a third base64 copy."""
+    import base64
+    import copy
+
+    saved = {hashlib.sha256(f.read_bytes()).hexdigest(): f.name
+             for f in sorted(figures.glob("*.png"))} if figures.is_dir() else {}
+    if not saved:
+        return nb
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            if "image/png" not in data:
+                continue
+            raw = base64.b64decode("".join(data["image/png"]))
+            name = saved.get(hashlib.sha256(raw).hexdigest())
+            if name is None:
+                continue
+            width = o.get("metadata", {}).get("image/png", {}).get("width")
+            size = f' width="{int(width)}"' if width else ""
+            o["data"] = {"text/html": f'<img src="figures/{html.escape(name)}"{size} '
+                                      f'alt="{html.escape(Path(name).stem)}">'}
+            o["metadata"] = {}
+    return nb
+
+
+def _to_html(nb_path: Path, html_path: Path, css_path: Path | None = None) -> None:
+    """The executed notebook as HTML (nbconvert's lab template), offline, with its figures
+    linked from figures/ and, when ``css_path`` is given, the template's stylesheet written
+    there once (about 260 kB that every run's page would otherwise repeat)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(nb_path, as_version=4)
+    nb = _linked_figures(nbformat.read(nb_path, as_version=4), nb_path.parent / "figures")
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input_prompt = False
     body, _ = exporter.from_notebook_node(nb)
     # the lab template loads require.js and MathJax from a CDN; the site must work offline and
     # our notebooks use neither, so those script tags are dropped
     body = re.sub(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>', "", body)
+    head_end = body.find("</head>")
+    styles = _HEAD_STYLE.findall(body, 0, head_end) if css_path is not None else []
+    if styles:
+        css = "".join(re.sub(r"^<style[^>]*>|</style>\s*$", "", st) for st in styles)
+        if not css_path.exists() or css_path.read_text(encoding="utf-8") != css:
+            _write_atomic(css_path, css)
+        first = body.index(styles[0])
+        head = _HEAD_STYLE.sub("", body[first:head_end])
+        # the page ends up in outputs/<run>/, the stylesheet in outputs/
+        link = f'<link rel="stylesheet" href="../{html.escape(css_path.name)}">\n'
+        body = body[:first] + link + head + body[head_end:]
     html_path.write_text(body, encoding="utf-8")
 
 
@@ -220,7 +278,7 @@ def _execute(run: Run, cfg: Config, digest: str) -> dict:
             cells = _cell_seconds(nb_out)
             _clean_notebook(nb_out, run, cfg, work)
             t2 = time.perf_counter()
-            _to_html(nb_out, work / "notebook.html")
+            _to_html(nb_out, work / "notebook.html", out / NOTEBOOK_CSS)
         _record_timing(run.name, {"total_s": time.perf_counter() - t0, "cells_s": cells,
                                   "kernel_s": t1 - t0 - sum(cells), "clean_s": t2 - t1,
                                   "html_s": time.perf_counter() - t2})
@@ -406,86 +464,3 @@ def run_pipeline(
 
 # ---------------------------------------------------------------------------------------------
 # the static site
-
-
-def _headline(out: Path) -> list[tuple[str, str]]:
-    """Headline numbers from the overall pooled run's table, if it exists."""
-    import csv
-
-    p = out / "02_pooled-all" / "tables" / "pooled.csv"
-    if not p.exists():
-        return []
-    rows = list(csv.DictReader(p.open(encoding="utf-8")))
-    out_rows = []
-    for r in rows:
-        try:
-            out_rows.append((
-                r.get("model", ""),
-                f"r = {float(r['r']):.3f} [{float(r['r_ci_lb']):.3f}, {float(r['r_ci_ub']):.3f}], "
-                f"k = {r.get('k', '')}" + (f", {r['n_samples']} samples" if r.get("n_samples") else ""),
-            ))
-        except (KeyError, ValueError):
-            continue
-    return out_rows
-
-
-def build_site(cfg: Config) -> Path:
-    """outputs/site/index.html: headline numbers and a link to every notebook and figure.
-
-    All links are relative, so the site works from the file system without a server.
-    """
-    out = cfg.output_dir
-    site = out / "site"
-    site.mkdir(parents=True, exist_ok=True)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        "<title>alliance-meta: alliance-outcome meta-analysis</title>",
-        "<style>body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;max-width:70em;"
-        "margin:2em auto;padding:0 1em;color:#222}h2{border-bottom:1px solid #ccc}"
-        "figure{display:inline-block;margin:.5em;vertical-align:top}"
-        "figure img{max-width:22em;border:1px solid #ddd}"
-        "figcaption{font-size:.85em}table{border-collapse:collapse}"
-        "td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left}</style>",
-        "</head><body>",
-        "<h1>alliance-meta</h1>",
-        "<p>Alliance&ndash;outcome meta-analysis of the curated studies in <code>studies/</code>, "
-        "regenerated by <code>alliance-meta run</code>.</p>",
-    ]
-    head = _headline(out)
-    if head:
-        parts.append("<h2>Headline</h2><table><tr><th>model</th><th>pooled estimate</th></tr>")
-        for model, text in head:
-            parts.append(f"<tr><td>{html.escape(model)}</td><td>{html.escape(text)}</td></tr>")
-        parts.append("</table>")
-    parts.append("<h2>Notebooks</h2><ul>")
-    runs = [r for r in cfg.runs if (out / r.name / "notebook.html").exists()]
-    for r in runs:
-        parts.append(
-            f'<li><a href="../{html.escape(r.name)}/notebook.html">{html.escape(r.name)}</a>'
-            f" <small>{html.escape(json.dumps(r.parameters, sort_keys=True))}</small></li>"
-        )
-    parts.append("</ul>")
-    for r in runs:
-        figs = sorted((out / r.name / "figures").glob("*.png"))
-        tables = sorted((out / r.name / "tables").glob("*.csv"))
-        if not figs and not tables:
-            continue
-        parts.append(f"<h2>{html.escape(r.name)}</h2>")
-        for f in figs:
-            rel = f"../{r.name}/figures/{f.name}"
-            svg = f.with_suffix(".svg")
-            link = f"../{r.name}/figures/{svg.name}" if svg.exists() else rel
-            parts.append(
-                f'<figure><a href="{html.escape(link)}"><img src="{html.escape(rel)}" '
-                f'alt="{html.escape(f.stem)}"></a><figcaption>{html.escape(f.stem)}</figcaption>'
-                "</figure>"
-            )
-        if tables:
-            parts.append("<p>Tables: " + ", ".join(
-                f'<a href="../{html.escape(r.name)}/tables/{html.escape(t.name)}">'
-                f"{html.escape(t.name)}</a>" for t in tables) + "</p>")
-    parts.append("</body></html>\n")
-    index = site / "index.html"
-    _write_atomic(index, "\n".join(parts))
-    return index
