@@ -25,18 +25,11 @@
 # reason, not dropped. Estimates are pooled on Fisher's z and shown as r.
 
 # %% tags=["parameters"]
-data_path = None  # studies folder or effects.csv path, None means the repository studies folder
+data_path = None  # studies folder or effects.csv path, None means this review's studies folder
 subset = ""  # pandas query over the study columns, empty means all rows
-methods = ["DL", "REML", "PM", "SJ"]  # tau2 estimators (DL, HE, HS, SJ, ML, REML, EB, PM, FE)
-tests = ["z", "knha"]  # z and/or knha (Knapp-Hartung; t for three-level, Satterthwaite t for CR2)
-dependencies = ["three-level", "aggregate", "robust", "first"]  # handling of effects of one sample
-min_n = [0, 50, 100]  # keep effects with n at least this
-r_kinds = ["all", "zero-order"]  # all or only zero-order correlations
-raters = ["all", "client", "therapist", "observer"]  # alliance rater filter
-timings = ["all", "early", "late"]  # alliance timing filter
-publications = ["all", "journal"]  # publication type filter
-modalities = None  # list of modality filters; None means all and each modality in the data
-bias = ["none", "trim-and-fill", "PET-PEESE"]  # publication-bias adjustments
+factors = None  # factor -> list of levels; None means the grid fitted to the data (default_factors)
+method = "REML"  # the headline's tau2 estimator (marked on the specification curve)
+dependence = "three-level"  # the headline's dependence handling (marked on the curve)
 rho = 0.5  # assumed correlation between effects of one sample (aggregate)
 level = 0.95  # confidence level; significance means p < 1 - level
 seed = 0  # recorded with the result (no step of these factors is random)
@@ -56,12 +49,13 @@ from alliance_meta.workflow import workbench as wb
 
 out = wb.Outputs(output_dir, formats)
 df = wb.select(data_path, subset)
-factors = {
-    "method": methods, "test": tests, "dependency": dependencies, "min_n": min_n,
-    "r_kind": r_kinds, "rater": raters, "timing": timings, "publication": publications,
-    "modality": modalities if modalities is not None else am.default_factors(df)["modality"],
-    "bias": bias,
-}
+if factors is None:  # levels come from the data present, ordered as in the codebook
+    factors = am.default_factors(df, am.data.ENUMS)
+# the headline analysis of runs 02-05 (every row kept, no bias adjustment), marked on the
+# curve when it is a specification of this grid
+headline = {"method": method, "dependency": dependence, "test": "knha", "bias": "none",
+            "min_n": 0, "beta": "include"}
+prespecified = {f: headline.get(f, "all") for f in factors}
 print(f"{df['study_id'].nunique()} studies, {df['sample_id'].nunique()} samples, "
       f"{len(df)} effects; subset: {subset or 'all'}")
 print("factors: " + "; ".join(f"{k} ({len(v)})" for k, v in factors.items()))
@@ -98,9 +92,15 @@ out.figure(am.share_significant_plot(res), "multiverse_share_significant",
 # ## The specification curve
 
 # %%
-out.figure(am.specification_curve(res), "specification_curve",
+curve = wb.attempt("pre-specified specification", am.specification_curve, res,
+                   prespecified=prespecified)
+if not curve.ok:  # the headline's choices are not one specification of this grid
+    print(curve)
+    curve = wb.attempt("specification curve", am.specification_curve, res)
+out.figure(curve.result, "specification_curve",
            "Specification curve: every estimable specification ordered by its pooled r, with "
-           "its CI and the choices that define it.", "one model per specification")
+           "its CI and the choices that define it; the pre-specified (headline) analysis is "
+           "marked.", "one model per specification")
 
 # %%
 out.figure(am.estimate_histogram(res), "multiverse_histogram",
@@ -129,3 +129,17 @@ else:
 reasons = (res.table.loc[res.table["status"] != "ok", "reason"].value_counts()
            .rename_axis("reason").reset_index(name="specifications"))
 out.table(reasons, "multiverse_not_estimable", "Why specifications could not be fitted")
+
+# %% [markdown]
+# ## Combinations that are not specifications
+#
+# Combinations of choices that cannot define a model on these data (for example a three-level
+# model by a non-likelihood estimator, trim-and-fill under dependent effects, or a filter that
+# keeps the same rows as another) are not fitted; each is listed here with the reason.
+
+# %%
+excluded = (res.excluded["reason"].value_counts().rename_axis("reason")
+            .reset_index(name="combinations")) if len(res.excluded) else pd.DataFrame(
+    {"reason": [], "combinations": []})
+out.table(excluded, "multiverse_excluded", "Combinations of choices that are not specifications, "
+          "by reason")
