@@ -198,3 +198,15 @@ def test_cr2_kernel_batch_equals_single_fits():
         np.testing.assert_allclose(other.vcov, k_diag.vcov, rtol=1e-10)
         np.testing.assert_allclose(other.satterthwaite(), k_diag.satterthwaite(), rtol=1e-10)
         np.testing.assert_allclose(other.htz(np.eye(2)).F, k_diag.htz(np.eye(2)).F, rtol=1e-10)
+
+
+def test_wald_test_refuses_a_coefficient_from_a_single_cluster():
+    # Our curated studies: format = group occurs in one sample only (Goldberg2013_s1), so its
+    # CR2 variance is ~0 and the HTZ F would be meaningless (it came out near -1e30 before).
+    import alliance_meta as am
+
+    df = am.load_studies()
+    assert df.loc[df["format"] == "group", "sample_id"].nunique() == 1
+    reg = am.meta_regression(df.yi, df.vi, mods=df, formula="~ C(format)")
+    with pytest.raises(ValueError, match="single cluster"):
+        am.robust(reg, df.sample_id).wald_test([1])

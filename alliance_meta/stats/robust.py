@@ -89,7 +89,20 @@ class RobustResult(CoefResult):
         if not idx or len(set(idx)) != len(idx):
             raise ValueError("wald_test: give one or more distinct coefficients")
         C = np.eye(self.p)[idx]
+        terms = [names[i] for i in idx]
+        # A coefficient identified by one cluster alone (e.g. a moderator level present in a
+        # single sample) has a CR2 variance of ~0 relative to the model-based one: the Wald
+        # statistic explodes and HTZ's df are meaningless, so refuse instead of printing it.
+        robust_v = np.linalg.eigvalsh(C @ np.asarray(self.kernel.vcov)[0] @ C.T)
+        model_v = np.linalg.eigvalsh(C @ np.asarray(self.kernel.bread)[0] @ C.T)
+        if robust_v.min() <= 1e-10 * max(model_v.max(), np.finfo(float).tiny):
+            raise ValueError(f"wald_test: the cluster-robust covariance of {terms} is singular "
+                             "(a coefficient estimated from a single cluster?); the HTZ test is "
+                             "undefined")
         h = self.kernel.htz(C)
+        if not (np.isfinite(h.F[0]) and h.df_denom[0] > 0):
+            raise ValueError(f"wald_test: the HTZ test of {terms} is undefined here "
+                             f"(F = {h.F[0]:.4g}, denominator df = {h.df_denom[0]:.4g})")
         return WaldTestResult(
             coefs=tuple(idx), terms=tuple(names[i] for i in idx), F=float(h.F[0]),
             df_num=int(h.df_num), df_denom=float(h.df_denom[0]), pval=float(h.pval[0]),
