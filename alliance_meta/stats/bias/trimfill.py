@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from .. import engine
 from ..results import CoefResult
 from ..rma import _fit_batch, random_effects
 from ._common import _html_block, _low_power_note, _r_cols, _uni
@@ -54,12 +54,67 @@ class TrimFillResult(CoefResult):
 
 
 def _center(y: np.ndarray, v: np.ndarray, method: str) -> float:
-    f = _fit_batch(y[None], v[None], np.ones((1, y.size, 1)), method, "z")
-    return float(f.beta[0, 0])
+    """The pooled estimate of (y, v) with estimator ``method``: tau^2 and the weighted mean
+    only (the arithmetic of rma._fit_batch without its heterogeneity pieces)."""
+    Y, V, X = y[None], v[None], np.ones((1, y.size, 1))
+    t2 = np.zeros(1) if method == "FE" else engine.tau2_estimate(Y, V, X, method)
+    return float(engine.wls(Y, V, X, t2).beta[0, 0])
 
 
 def _rank_avg(a: np.ndarray) -> np.ndarray:
-    return stats.rankdata(a, method="average")
+    """Ranks 1..n, ties sharing the mean of their ranks (scipy.stats.rankdata's "average")."""
+    n = a.size
+    o = np.argsort(a, kind="mergesort")
+    s = a[o]
+    new = np.r_[True, s[1:] != s[:-1]]
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], n]
+    r = np.empty(n)
+    r[o] = (0.5 * (starts + 1 + ends))[np.cumsum(new) - 1]
+    return r
+
+
+def egger_side(y: np.ndarray, v: np.ndarray, method: str) -> str:
+    """Where studies are assumed missing: from the sign of the slope of Egger's regression
+    (sei as moderator, estimator ``method``); a positive slope puts them on the left."""
+    k = y.size
+    f = _fit_batch(y[None], v[None], np.column_stack([np.ones(k), np.sqrt(v)])[None], method,
+                   "z")
+    return "left" if f.beta[0, 1] >= 0 else "right"
+
+
+def _trim(y0: np.ndarray, v0: np.ndarray, method: str, estimator: str, side: str,
+          maxiter: int, who: str = "trim_and_fill") -> tuple[int, np.ndarray, np.ndarray]:
+    """The iteration of :func:`trim_and_fill` (see there) on effects (y0, v0) with missing
+    studies on ``side``: returns k0 and the imputed effects and their variances."""
+    k = y0.size
+    sign = 1.0 if side == "left" else -1.0  # work with missing studies on the left
+    y = sign * y0
+    order = np.argsort(y, kind="stable")
+    ys, vs = y[order], v0[order]
+    k0 = 0
+    for _ in range(maxiter):
+        mu = _center(ys[: k - k0], vs[: k - k0], method)
+        d = ys - mu
+        r = _rank_avg(np.abs(d))
+        if estimator == "L0":
+            T = r[d > 0].sum()
+            new = (4.0 * T - k * (k + 1)) / (2.0 * k - 1.0)
+        else:
+            s = np.sign(d)[np.argsort(-np.abs(d), kind="stable")]
+            neg = np.flatnonzero(s <= 0)
+            run = k if neg.size == 0 else int(neg[0])
+            new = run - 1.0
+        new = max(0, int(np.round(new)))
+        if new == k0:
+            break
+        k0 = new
+        if k0 >= k - 1:
+            raise ValueError(f"{who}: the estimated number of missing studies ({k0}) leaves too "
+                             f"few studies to estimate the centre; the method cannot run here")
+    else:
+        raise ValueError(f"{who}: k0 did not settle in {maxiter} iterations")
+    return k0, sign * (2.0 * mu - ys[k - k0:]), vs[k - k0:].copy()
 
 
 def trim_and_fill(res, estimator: str = "L0", side: str | None = None,
@@ -92,37 +147,8 @@ def trim_and_fill(res, estimator: str = "L0", side: str | None = None,
     if k < 3:
         raise ValueError(f"{who}: needs at least 3 effect sizes, got k = {k}")
     if side is None:
-        f = _fit_batch(y0[None], v0[None], np.column_stack([np.ones(k), np.sqrt(v0)])[None],
-                       res.method, "z")
-        side = "left" if f.beta[0, 1] >= 0 else "right"
-    sign = 1.0 if side == "left" else -1.0  # work with missing studies on the left
-    y = sign * y0
-    order = np.argsort(y, kind="stable")
-    ys, vs = y[order], v0[order]
-    k0 = 0
-    for _ in range(maxiter):
-        mu = _center(ys[: k - k0], vs[: k - k0], res.method)
-        d = ys - mu
-        r = _rank_avg(np.abs(d))
-        if estimator == "L0":
-            T = r[d > 0].sum()
-            new = (4.0 * T - k * (k + 1)) / (2.0 * k - 1.0)
-        else:
-            s = np.sign(d)[np.argsort(-np.abs(d), kind="stable")]
-            neg = np.flatnonzero(s <= 0)
-            run = k if neg.size == 0 else int(neg[0])
-            new = run - 1.0
-        new = max(0, int(np.round(new)))
-        if new == k0:
-            break
-        k0 = new
-        if k0 >= k - 1:
-            raise ValueError(f"{who}: the estimated number of missing studies ({k0}) leaves too "
-                             f"few studies to estimate the centre; the method cannot run here")
-    else:
-        raise ValueError(f"{who}: k0 did not settle in {maxiter} iterations")
-    fy = sign * (2.0 * mu - ys[k - k0:])
-    fv = vs[k - k0:].copy()
+        side = egger_side(y0, v0, res.method)
+    k0, fy, fv = _trim(y0, v0, res.method, estimator, side, maxiter, who)
     full = random_effects(np.r_[y0, fy], np.r_[v0, fv], method=res.method, test=res.test,
                           level=res.level, measure=res.measure) if k0 > 0 else res
     return TrimFillResult(

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import bias as _bias
 from .. import engine, inference
+from ..bias import trimfill as _trimfill
 from ..cr2 import cr2, cr2_intercept
 from ..escalc import aggregate
-from ..rma import _fit_batch, _het, random_effects
+from ..rma import _fit_batch, _het
 from ..rma_mv import _Blocks, _Problem, three_level
 from .grid import NOT_ESTIMABLE, NUM_COLS, OK, TEXT_COLS
 
@@ -389,35 +389,36 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
 
 def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design, tau2: float,
                     side: str | None) -> None:
-    """Trim-and-fill of the fit with estimator ``method`` (tau^2 already estimated: ``tau2``);
-    ``side`` from the PET regression when the grid fitted it (else trim_and_fill finds it)."""
+    """Trim-and-fill (as :func:`bias.trim_and_fill` of the fit with estimator ``method``, whose
+    tau^2 is ``tau2``); ``side`` from the PET regression when the grid fitted it. The number of
+    missing studies does not depend on the test (side and centre are estimated with z, as in
+    trim_and_fill), nor does tau^2 of the filled data: one weighted fit serves every test."""
     ixb = cell.ix(dep, method, None, "trim-and-fill")
+    k = yd.size
     try:
-        base = random_effects(yd, vd, method=method, test="z", level=design.level,
-                              tau2=None if method == "FE" else tau2)
-        tf = _bias.trim_and_fill(base, side=side)
+        if k < 3:
+            raise ValueError(f"trim_and_fill: needs at least 3 effect sizes, got k = {k}")
+        if side is None:
+            side = _trimfill.egger_side(yd, vd, method)
+        k0, fy, fv = _trimfill._trim(yd, vd, method, "L0", side, 100)
+        yf, vf = np.r_[yd, fy], np.r_[vd, fv]
+        Y, V, X = yf[None], vf[None], np.ones((1, yf.size, 1))
+        if k0 == 0:
+            t2 = np.zeros(1) if method == "FE" else np.array([tau2])
+        else:
+            t2 = np.zeros(1) if method == "FE" else engine.tau2_estimate(Y, V, X, method)
+        f = engine.wls(Y, V, X, t2)
     except Exception as e:  # noqa: BLE001 - recorded as the reason
         cell.fail(ixb, _reason(e))
         return
-    adj = f"k0 = {tf.k0} ({tf.side})"
+    adj = f"k0 = {k0} ({side})"
+    b, var = float(f.beta[0, 0]), float(f.Ainv[0, 0, 0])
     for test in design.test:
-        ix = cell.ix(dep, method, test, "trim-and-fill")
-        if test == "z":
-            cell.put(ix, yd.size, tf.estimate, tf.se, tf.pval, tf.ci_lb, tf.ci_ub, adj)
-            continue
-        # the number of missing studies does not depend on the test (the side and the centre
-        # are estimated with z, as in trim_and_fill), nor does tau^2 of the filled data: refit
-        # the filled data at that tau^2 with this test
-        yf, vf = np.r_[yd, tf.filled_yi], np.r_[vd, tf.filled_vi]
-        try:
-            f = _fit_batch(yf[None], vf[None], np.ones((1, yf.size, 1)), method, test,
-                           tau2=np.array([tf.tau2]), need_het=False)
-        except Exception as e:  # noqa: BLE001
-            cell.fail(ix, _reason(e))
-            continue
-        b, se = float(f.beta[0, 0]), float(np.sqrt(f.vb[0, 0, 0]))
+        # Knapp-Hartung scales the variance by Q / (k + k0 - 1) (as rma._fit_batch)
+        se = float(np.sqrt(var if test == "z" else var * (f.Q[0] / (yf.size - 1))))
         p, lb, ub = _inference(b, se, test, yf.size - 1, design.level)
-        cell.put(ix, yd.size, b, se, float(p), float(lb), float(ub), adj)
+        cell.put(cell.ix(dep, method, test, "trim-and-fill"), k, b, se, float(p), float(lb),
+                 float(ub), adj)
 
 
 def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) -> None:
