@@ -16,6 +16,7 @@ from ..cr2 import cr2, cr2_intercept
 from ..escalc import aggregate
 from ..rma import _fit_batch, _het
 from ..rma_mv import _Blocks, _Problem, three_level
+from . import batch3l
 from .grid import NOT_ESTIMABLE, NUM_COLS, OK, TEXT_COLS
 
 # ---------------------------------------------------------------------------------------------
@@ -275,21 +276,25 @@ def _pet_peese_independent(datasets: list[tuple[np.ndarray, np.ndarray]], design
     return out
 
 
-def _three_level_pet_peese(y, v, codes, method: str, level: float) -> tuple:
+def _three_level_pet_peese(y, v, codes, method: str, level: float,
+                           theta: np.ndarray | None = None) -> tuple:
     """PET-PEESE with three-level meta-regressions and CR2 Satterthwaite t by sample, as
     :func:`alliance_meta.stats.bias.pet_peese` of a three-level fit (Rodgers & Pustejovsky
     2021, Psychol Methods 26:141-160, doi:10.1037/met0000300); both regressions' CR2 in one
-    batch of the kernel, with the fitted marginal covariance as working model (as robust())."""
+    batch of the kernel, with the fitted marginal covariance as working model (as robust()).
+    ``theta``: the two regressions' variance components (2, 2) when the chunk's batch fitted
+    them (:func:`batch3l.prefit`)."""
     X = _pp_designs(v)
-    # only the variance components are needed: the likelihood of three_level, maximised the
-    # same way, without the result's extras (its pseudo-R2 refits the model without moderator)
-    bl = _Blocks(codes)
-    o = bl.order
-    theta = np.empty((2, 2))
-    for j in range(2):
-        theta[j], ok = _Problem(y[o], v[o], X[j][o], bl, method == "REML").fit(None)
-        if not ok:
-            raise engine.ConvergenceError("three_level: optimiser did not converge")
+    if theta is None:
+        # only the variance components are needed: the likelihood of three_level, maximised
+        # the same way, without the result's extras
+        bl = _Blocks(codes)
+        o = bl.order
+        theta = np.empty((2, 2))
+        for j in range(2):
+            theta[j], ok = _Problem(y[o], v[o], X[j][o], bl, method == "REML").fit(None)
+            if not ok:
+                raise engine.ConvergenceError("three_level: optimiser did not converge")
     s1 = theta[:, 0, None, None, None]
     s2 = theta[:, 1, None, None, None]
 
@@ -303,7 +308,7 @@ def _three_level_pet_peese(y, v, codes, method: str, level: float) -> tuple:
 
 
 def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, design: _Design,
-             uni: dict[str, dict], want: dict[str, set]) -> None:
+             uni: dict[str, dict], want: dict[str, set], tl_pre: dict) -> None:
     """Every specification of one row set, given its batched univariate fits (``uni``);
     ``want`` maps each dependency handling to the bias adjustments that are specifications on
     these rows (the rest is not fitted).
@@ -314,7 +319,7 @@ def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, desig
     for dep, biases in want.items():
         try:
             if dep == "three-level":
-                _three_level_cell(cell, y, v, codes, design, biases)
+                _three_level_cell(cell, y, v, codes, design, biases, tl_pre)
             else:
                 _univariate_cell(cell, dep, y, v, codes, design, uni[dep], biases)
         except Exception as e:  # noqa: BLE001 - recorded, the other specifications go on
@@ -421,7 +426,10 @@ def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design,
                  float(ub), adj)
 
 
-def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) -> None:
+def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set,
+                      pre: dict) -> None:
+    """The three-level model per estimator; ``pre`` holds the chunk's batched fits
+    (:func:`batch3l.prefit`), else three_level fits it here."""
     dep = "three-level"
     k = y.size
     cell.num["k"][cell.ix(dep)] = k
@@ -429,14 +437,28 @@ def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) ->
         if method not in ("REML", "ML"):  # not specifications (grid.model_reason)
             continue
         ixm = cell.ix(dep, method)
-        try:
-            tl = three_level(y, v, codes, method=method, test="z", level=design.level)
-        except Exception as e:  # noqa: BLE001 - recorded as the reason
-            cell.fail(ixm, _reason(e))
-            continue
-        cell.num["tau2"][ixm] = tl.sigma2_between + tl.sigma2_within
-        cell.num["I2"][ixm] = tl.I2_between + tl.I2_within
-        b, se = float(np.ravel(tl.coef)[0]), float(np.ravel(tl.se)[0])
+        got = pre.get(method)
+        if got is not None:
+            # as three_level: z inference from (X'V^-1X)^-1, I^2 per level with the typical
+            # sampling variance (k - 1) / tr(P) of the common-effect weights
+            theta = got["theta"]
+            w = 1.0 / v
+            trP = float(w.sum() - (w**2).sum() / w.sum())
+            tot = theta.sum() + (k - 1) / trP
+            tau2 = float(theta[0]) + float(theta[1])
+            I2 = float(100 * theta[0] / tot) + float(100 * theta[1] / tot)
+            b, se = got["beta"], float(np.sqrt(got["var"]))
+        else:
+            try:
+                tl = three_level(y, v, codes, method=method, test="z", level=design.level)
+            except Exception as e:  # noqa: BLE001 - recorded as the reason
+                cell.fail(ixm, _reason(e))
+                continue
+            tau2 = tl.sigma2_between + tl.sigma2_within
+            I2 = tl.I2_between + tl.I2_within
+            b, se = float(np.ravel(tl.coef)[0]), float(np.ravel(tl.se)[0])
+        cell.num["tau2"][ixm] = tau2
+        cell.num["I2"][ixm] = I2
         if "none" in biases:
             for test in design.test:
                 p, lb, ub = _inference(b, se, test, k - 1, design.level)
@@ -444,7 +466,8 @@ def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set) ->
                          float(ub))
         if "PET-PEESE" in biases:
             try:
-                row = _three_level_pet_peese(y, v, codes, method, design.level)
+                row = _three_level_pet_peese(y, v, codes, method, design.level,
+                                             None if got is None else got.get("pp"))
             except Exception as e:  # noqa: BLE001 - recorded as the reason
                 cell.fail(cell.ix(dep, method, None, "PET-PEESE"), _reason(e))
                 continue
@@ -499,10 +522,22 @@ def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray, np.ndarray]
                 res = [dict.fromkeys(design.method, _reason(e)) for _ in group]
             for (pos, dep, _, _), r in zip(group, res, strict=True):
                 prepared[pos][dep]["pp"] = r
+        # the three-level fits of the chunk in one batch per estimator (and design width)
+        tl_at = [pos for pos, w in enumerate(wants) if "three-level" in w]
+        tl_pre: list[dict] = [{} for _ in chunk]
+        try:
+            got = batch3l.prefit(
+                [(payload.y[chunk[pos][1]], payload.v[chunk[pos][1]],
+                  payload.codes[chunk[pos][1]], "PET-PEESE" in wants[pos]["three-level"])
+                 for pos in tl_at], design.method)
+            for pos, g in zip(tl_at, got, strict=True):
+                tl_pre[pos] = g
+        except Exception:  # noqa: BLE001, S110 - each row set is then fitted by three_level
+            pass
         out = []
         for pos, (rid, idx, _) in enumerate(chunk):
             y, v, c = payload.y[idx], payload.v[idx], payload.codes[idx]
-            _analyse(cells[pos], y, v, c, design, prepared[pos], wants[pos])
+            _analyse(cells[pos], y, v, c, design, prepared[pos], wants[pos], tl_pre[pos])
             out.append((rid, {**cells[pos].num, **cells[pos].text}))
         return out
 
