@@ -341,6 +341,7 @@ def solve_Q(y, v, X, target, tol: float = TOL, maxiter: int = MAXITER) -> np.nda
     else:
         raise ConvergenceError("Q-equation: no upper bracket found for tau2")
     tau = lo.copy()
+    vscale = tol_scale(v)  # once: a median per iteration cost more than the iteration
     for _ in range(maxiter):
         f = wls(y, v, X, tau)
         g = f.Q - target
@@ -351,7 +352,7 @@ def solve_Q(y, v, X, target, tol: float = TOL, maxiter: int = MAXITER) -> np.nda
         bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
         new = np.where(bad, 0.5 * (lo + hi), step)
         new = np.where(active, new, 0.0)
-        if np.all(np.abs(new - tau) < tol * np.maximum(new, tol_scale(v))):
+        if np.all(np.abs(new - tau) < tol * np.maximum(new, vscale)):
             return new
         tau = new
     raise ConvergenceError(f"Q-equation for tau2 did not converge in {maxiter} iterations")
