@@ -4,6 +4,7 @@ the committed outputs/ tables are what the code produces now."""
 from __future__ import annotations
 
 import filecmp
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -78,6 +79,9 @@ def test_incremental_skip_and_force(project):
     _notebook(project / "nb" / "other.ipynb", NB_OK + "\n# changed\n")
     assert run_pipeline(cfg, progress=False).ran == ["other"]
     assert run_pipeline(cfg, progress=False, force=True).ran == ["ok-one", "ok-two", "other"]
+    # each run's last duration is kept (outside the outputs) to start the longest runs first
+    assert set(json.loads((project / "out" / ".cache" / "durations.json").read_text())) == {
+        "ok-one", "ok-two", "other"}
 
 
 def test_failure_keeps_previous_outputs_and_reports_cell(project):
@@ -160,7 +164,8 @@ def test_outputs_are_deterministic(project, tmp_path):
     first = tmp_path / "first"
     shutil.copytree(project / "out", first)
     run_pipeline(cfg, progress=False, force=True)
-    cmp = filecmp.dircmp(first, project / "out")
+    # .cache/ holds run durations for scheduling: not an output, not committed
+    cmp = filecmp.dircmp(first, project / "out", ignore=[".cache"])
 
     def diffs(c):
         out = list(c.diff_files) + c.left_only + c.right_only

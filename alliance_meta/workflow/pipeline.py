@@ -45,6 +45,7 @@ def build_site(cfg: Config) -> Path:
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
+DURATIONS = ".cache/durations.json"  # seconds of each run's last execution (not committed)
 # PNG for the site and the notebooks, PDF (vector, small) for manuscripts; SVG on request:
 # at 300 effects its text-as-paths made it as large as the PNG and ten times the PDF
 DEFAULT_FORMATS = ["png", "pdf"]
@@ -149,7 +150,10 @@ def run_hash(run: Run, cfg: Config, package_fp: str) -> str:
 
 
 def _read_manifest(out: Path) -> dict:
-    p = out / MANIFEST
+    return _read_json(out / MANIFEST)
+
+
+def _read_json(p: Path) -> dict:
     if not p.exists():
         return {}
     try:
@@ -285,14 +289,16 @@ def _execute(run: Run, cfg: Config, digest: str) -> dict:
     except Exception as e:  # report, keep the previous outputs
         shutil.rmtree(work, ignore_errors=True)
         msg = _describe_failure(e)
-        return {"name": run.name, "status": "failed", "error": msg, "log": _read_log(log)}
+        return {"name": run.name, "status": "failed", "error": msg, "log": _read_log(log),
+                "seconds": time.perf_counter() - t0}
     final = out / run.name
     old = tmp_root / f"{run.name}.old.{os.getpid()}"
     if final.exists():
         os.replace(final, old)
     os.replace(work, final)
     shutil.rmtree(old, ignore_errors=True)
-    return {"name": run.name, "status": "ok", "hash": digest, "log": _read_log(log)}
+    return {"name": run.name, "status": "ok", "hash": digest, "log": _read_log(log),
+            "seconds": time.perf_counter() - t0}
 
 
 @contextmanager
@@ -422,6 +428,10 @@ def run_pipeline(
         else:
             todo.append((run, digest))
     if todo:
+        # longest first (by each run's last duration; new runs first, in config order), so
+        # that a long run does not start last while the other cores idle
+        durations = _read_json(out / DURATIONS)
+        todo.sort(key=lambda rd: -durations.get(rd[0].name, float("inf")))
         jobs = jobs or max(1, min(os.cpu_count() or 1, len(todo)))
         bar = None
         if progress:
@@ -436,6 +446,8 @@ def run_pipeline(
                     res = fut.result()
                 except Exception as e:  # the worker itself died
                     res = {"name": run.name, "status": "failed", "error": _describe_failure(e)}
+                if "seconds" in res:
+                    durations[run.name] = round(res["seconds"], 2)
                 for line in res.get("log", []):
                     _say(f"{run.name}: {line}", bar)
                 if res["status"] == "ok":
@@ -451,6 +463,8 @@ def run_pipeline(
                     bar.update(1)
         if bar is not None:
             bar.close()
+        (out / DURATIONS).parent.mkdir(exist_ok=True)
+        _write_atomic(out / DURATIONS, json.dumps(durations, indent=1, sort_keys=True) + "\n")
     shutil.rmtree(out / ".tmp", ignore_errors=True)
     # forget runs that are no longer configured (their folders stay until removed by hand)
     names = {r.name for r in cfg.runs}
