@@ -84,9 +84,12 @@ def egger_side(y: np.ndarray, v: np.ndarray, method: str) -> str:
 
 
 def _trim(y0: np.ndarray, v0: np.ndarray, method: str, estimator: str, side: str,
-          maxiter: int, who: str = "trim_and_fill") -> tuple[int, np.ndarray, np.ndarray]:
+          maxiter: int, who: str = "trim_and_fill", mu0: float | None = None
+          ) -> tuple[int, np.ndarray, np.ndarray]:
     """The iteration of :func:`trim_and_fill` (see there) on effects (y0, v0) with missing
-    studies on ``side``: returns k0 and the imputed effects and their variances."""
+    studies on ``side``: returns k0 and the imputed effects and their variances. ``mu0``: the
+    pooled estimate of all k effects with this estimator when the caller has it (the centre
+    of the first round)."""
     k = y0.size
     sign = 1.0 if side == "left" else -1.0  # work with missing studies on the left
     y = sign * y0
@@ -94,7 +97,8 @@ def _trim(y0: np.ndarray, v0: np.ndarray, method: str, estimator: str, side: str
     ys, vs = y[order], v0[order]
     k0 = 0
     for _ in range(maxiter):
-        mu = _center(ys[: k - k0], vs[: k - k0], method)
+        mu = (sign * mu0 if k0 == 0 and mu0 is not None
+              else _center(ys[: k - k0], vs[: k - k0], method))
         d = ys - mu
         r = _rank_avg(np.abs(d))
         if estimator == "L0":

@@ -382,7 +382,8 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
                              float(p), float(lb), float(ub))
         if "trim-and-fill" in biases and dep != "robust":
             side = pp[method].get("side") if isinstance(pp.get(method), dict) else None
-            _trim_fill_cell(cell, dep, method, yd, vd, design, fit.tau2, side)
+            _trim_fill_cell(cell, dep, method, yd, vd, design, fit.tau2, side,
+                            fit.est[design.test[0]][0])
         if "PET-PEESE" in biases:
             rows = pp[method]
             if isinstance(rows, str):
@@ -393,9 +394,10 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
 
 
 def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design, tau2: float,
-                    side: str | None) -> None:
+                    side: str | None, mu: float) -> None:
     """Trim-and-fill (as :func:`bias.trim_and_fill` of the fit with estimator ``method``, whose
-    tau^2 is ``tau2``); ``side`` from the PET regression when the grid fitted it. The number of
+    tau^2 is ``tau2`` and estimate ``mu``, the first round's centre); ``side`` from the PET
+    regression when the grid fitted it. The number of
     missing studies does not depend on the test (side and centre are estimated with z, as in
     trim_and_fill), nor does tau^2 of the filled data: one weighted fit serves every test."""
     ixb = cell.ix(dep, method, None, "trim-and-fill")
@@ -405,7 +407,7 @@ def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design,
             raise ValueError(f"trim_and_fill: needs at least 3 effect sizes, got k = {k}")
         if side is None:
             side = _trimfill.egger_side(yd, vd, method)
-        k0, fy, fv = _trimfill._trim(yd, vd, method, "L0", side, 100)
+        k0, fy, fv = _trimfill._trim(yd, vd, method, "L0", side, 100, mu0=mu)
         yf, vf = np.r_[yd, fy], np.r_[vd, fv]
         Y, V, X = yf[None], vf[None], np.ones((1, yf.size, 1))
         if k0 == 0:
