@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from ..data import Problem, StudiesValidationError, ValidationReport, append_rows, validate_studies
+from ..data import (
+    Problem,
+    StudiesValidationError,
+    ValidationReport,
+    append_rows,
+    validate_screening,
+    validate_studies,
+    validate_syntheses,
+)
 from .project import NotAReviewError, Review, find_review, init_review
 
 app = typer.Typer(
@@ -82,10 +90,15 @@ def validate(
         help="The studies folder or an effects CSV (default: the review's studies/).")] = None,
     project: ProjectOpt = None,
 ) -> None:
-    """Check effects.csv and references.bib; print every problem as file:row: column: message."""
-    report = validate_studies(path if path is not None else _review(project).studies)
-    _print_report(report)
-    raise typer.Exit(0 if report.ok else 1)
+    """Check effects.csv and references.bib and, for a studies folder, the screening log and
+    the published syntheses too; print every problem as file:row: column: message."""
+    target = path if path is not None else _review(project).studies
+    reports = [validate_studies(target)]
+    if Path(target).is_dir():  # a folder holds the screening log and syntheses as well
+        reports += [validate_screening(target), validate_syntheses(target)]
+    for r in reports:
+        _print_report(r)
+    raise typer.Exit(0 if all(r.ok for r in reports) else 1)
 
 
 @app.command("add-study")
