@@ -144,8 +144,8 @@ display(Image(filename=str(Path(output_dir, "figures", "f.png")), width=300))
 
 
 def test_html_links_saved_figures_and_one_stylesheet(project):
-    """Issue 16: a figure the run saved and shows is linked from the HTML, not embedded a
-    second time; the template's stylesheet is written once beside the runs."""
+    """Issue 16: a figure the run saved and shows is linked from the stored notebook and its
+    HTML, not embedded again; the template's stylesheet is written once beside the runs."""
     _notebook(project / "nb" / "ok.ipynb", NB_FIGURE)
     assert run_pipeline(project / "pipeline.yml", progress=False).ok
     out = project / "out"
@@ -154,8 +154,9 @@ def test_html_links_saved_figures_and_one_stylesheet(project):
     assert '<link rel="stylesheet" href="../notebook.css">' in page
     assert "<style type=\"text/css\">" not in page.split("</head>")[0]
     assert (out / "notebook.css").stat().st_size > 10_000
-    # the notebook itself still shows the figure (for JupyterLab)
-    assert "image/png" in (out / "ok-one" / "notebook.ipynb").read_text()
+    # the stored notebook links it too (JupyterLab resolves figures/ beside the notebook)
+    stored = (out / "ok-one" / "notebook.ipynb").read_text()
+    assert "image/png" not in stored and 'src=\\"figures/f.png\\"' in stored
 
 
 def test_outputs_are_deterministic(project, tmp_path):

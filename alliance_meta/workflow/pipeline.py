@@ -188,7 +188,10 @@ def _clean_notebook(nb_path: Path, run: Run, cfg: Config, work: Path) -> None:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
     nb.metadata.pop("widgets", None)
-    nbformat.write(nb, nb_path)
+    # the stored notebook links the figures beside it (JupyterLab resolves the relative path)
+    # instead of embedding a base64 copy of every PNG: at 300 effects those copies made half
+    # of outputs/. Executed live, Outputs.figure still shows each figure inline.
+    nbformat.write(_linked_figures(nb, work / "figures"), nb_path)
 
 
 NOTEBOOK_CSS = "notebook.css"  # the lab template's stylesheet, once for every run's HTML
@@ -197,8 +200,8 @@ _HEAD_STYLE = re.compile(r'<style type="text/css">.*?</style>\s*', re.S)
 
 def _linked_figures(nb, figures: Path):
     """A copy of ``nb`` whose PNG outputs that are byte-identical to a figure the run saved
-    (workbench's Outputs.figure shows the saved file) point to that file instead of embedding
-    it: the HTML then holds each figure once, beside it, not a third base64 copy."""
+    (workbench's Outputs.figure shows the saved file) point to that file (``figures/NAME``,
+    relative to the run's folder) instead of embedding it: each figure is stored once."""
     import base64
     import copy
 
@@ -219,7 +222,8 @@ def _linked_figures(nb, figures: Path):
             width = o.get("metadata", {}).get("image/png", {}).get("width")
             size = f' width="{int(width)}"' if width else ""
             o["data"] = {"text/html": f'<img src="figures/{html.escape(name)}"{size} '
-                                      f'alt="{html.escape(Path(name).stem)}">'}
+                                      f'alt="{html.escape(Path(name).stem)}">',
+                         "text/plain": f"figures/{name}"}
             o["metadata"] = {}
     return nb
 
