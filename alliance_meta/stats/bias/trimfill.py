@@ -67,9 +67,12 @@ def _rank_avg(a: np.ndarray) -> np.ndarray:
     o = np.argsort(a, kind="mergesort")
     s = a[o]
     new = np.r_[True, s[1:] != s[:-1]]
+    r = np.empty(n)
+    if new.all():  # no ties (the common case)
+        r[o] = np.arange(1.0, n + 1.0)
+        return r
     starts = np.flatnonzero(new)
     ends = np.r_[starts[1:], n]
-    r = np.empty(n)
     r[o] = (0.5 * (starts + 1 + ends))[np.cumsum(new) - 1]
     return r
 

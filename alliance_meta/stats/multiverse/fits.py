@@ -5,6 +5,7 @@ test, bias)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -112,8 +113,17 @@ def _dfs(test: str, df) -> float | np.ndarray:
     return np.inf if test == "z" else df
 
 
+@functools.lru_cache(maxsize=4096)
+def _crit(level: float, dfs: float) -> float:
+    return inference.crit(level, dfs)
+
+
 def _inference(est, se, test: str, df, level: float):
     """Two-sided p-value and CI bounds; ``test`` "z" uses the normal, else t with ``df``."""
+    if np.ndim(est) == 0 and np.ndim(df) == 0 and se > 0:  # one estimate: plain floats
+        est, se, dfs = float(est), float(se), float(_dfs(test, df))
+        crit = _crit(level, dfs)
+        return inference.pvalue(est / se, dfs), est - crit * se, est + crit * se
     est, se = np.asarray(est, float), np.asarray(se, float)
     dfs = _dfs(test, df)
     with np.errstate(divide="ignore", invalid="ignore"):
