@@ -29,6 +29,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -254,7 +255,8 @@ class ThreeLevelResult(CoefResult):
     (inf under z). ``sigma2_between`` (between samples) and ``sigma2_within`` (between effects
     within a sample) are metafor's ``sigma2[1]`` and ``sigma2[2]``; ``I2_between``, ``I2_within``
     and ``I2`` are percent (module docstring); ``R2_between``/``R2_within`` the pseudo-R^2 per
-    level in percent (NaN without moderators or without intercept); ``pi_lb``/``pi_ub`` the
+    level in percent (NaN without moderators or without intercept; the intercept-only refit
+    they need runs on first access); ``pi_lb``/``pi_ub`` the
     prediction interval of the intercept-only model (``predict.rma.mv``; NaN with moderators).
     ``QM``, ``QM_p``, ``QM_df`` test every coefficient but the intercept (all of them without
     intercept): chi-square under z, F on (m, min df) under t. ``fallback`` is True when every
@@ -271,8 +273,6 @@ class ThreeLevelResult(CoefResult):
     QM_df: tuple
     I2_between: float
     I2_within: float
-    R2_between: float
-    R2_within: float
     pi_lb: float
     pi_ub: float
     logLik: float
@@ -286,6 +286,30 @@ class ThreeLevelResult(CoefResult):
     vi: np.ndarray = field(repr=False)
     X: np.ndarray = field(repr=False)
     cluster: np.ndarray = field(repr=False)
+
+    @cached_property
+    def _R2(self) -> tuple[float, float]:
+        # computed on first use: the intercept-only refit costs as much as the fit itself
+        if self.p == 1 or not has_intercept(list(self.coef_names)):
+            return float("nan"), float("nan")
+        bl = _Blocks(self.cluster)
+        o = bl.order
+        th0, _ = _Problem(self.yi[o], self.vi[o], np.ones((self.k, 1)), bl,
+                          self.method == "REML").fit({1: 0.0} if self.fallback else None)
+        theta = self.sigma2
+        return tuple(float("nan") if self.fallback and j == 1 else
+                     0.0 if th0[j] <= 0 else max(0.0, 100 * (th0[j] - theta[j]) / th0[j])
+                     for j in range(2))
+
+    @property
+    def R2_between(self) -> float:
+        """Pseudo-R^2 of the between-sample variance (percent; module docstring)."""
+        return self._R2[0]
+
+    @property
+    def R2_within(self) -> float:
+        """Pseudo-R^2 of the within-sample variance (percent; NaN under the fallback)."""
+        return self._R2[1]
 
     @property
     def sigma2(self) -> np.ndarray:
@@ -451,12 +475,6 @@ def three_level(
     # typical sampling variance (k - p) / tr(P) of the I^2 for multilevel models
     trP = float(w.sum() - np.einsum("ij,ji->", XtWX_inv, Xw.T @ Xw))
     tot = theta.sum() + (k - p) / trP
-    R2 = (float("nan"), float("nan"))
-    if p > 1 and has_intercept(names):
-        th0, _ = _Problem(y, v, np.ones((k, 1)), bl, reml).fit({1: 0.0} if fallback else None)
-        R2 = tuple(float("nan") if fallback and j == 1 else
-                   0.0 if th0[j] <= 0 else max(0.0, 100 * (th0[j] - theta[j]) / th0[j])
-                   for j in range(2))
     pi_lb = pi_ub = float("nan")
     if p == 1:
         c = inference.crit(level, ddf[0])
@@ -477,8 +495,6 @@ def three_level(
         QM_df=(int(QM_df[0]), *QM_df[1:]),
         I2_between=float(100 * theta[0] / tot),
         I2_within=float(100 * theta[1] / tot),
-        R2_between=R2[0],
-        R2_within=R2[1],
         pi_lb=pi_lb,
         pi_ub=pi_ub,
         logLik=float(ll),
