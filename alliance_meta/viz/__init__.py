@@ -1,6 +1,7 @@
 """The figures floor: the only sub-package that imports matplotlib or seaborn. One module per
 figure family (:mod:`.forest`, :mod:`.funnel`, :mod:`.bubble`, :mod:`.baujat`, :mod:`.orchard`,
-:mod:`.sensitivity`, :mod:`.dataset`, :mod:`.multiverse`), a shared :mod:`.theme` and
+:mod:`.sensitivity`, :mod:`.dataset`, :mod:`.multiverse`, :mod:`.prisma`,
+:mod:`.syntheses`), a shared :mod:`.theme` and
 deterministic saving; every function takes ``ax=`` or returns a Figure drawn from a result
 object of :mod:`alliance_meta.stats`."""
 
@@ -11,7 +12,9 @@ from .forest import forest_pages, forest_plot
 from .funnel import funnel_plot
 from .multiverse import estimate_histogram, share_significant_plot, specification_curve
 from .orchard import orchard_plot
+from .prisma import prisma_flow, prisma_table
 from .sensitivity import cumulative_plot, leave_one_out_plot
+from .syntheses import syntheses_forest
 from .theme import INK, MUTED, PALETTE, STYLE, save_figure, theme
 
 __all__ = [
@@ -34,4 +37,7 @@ __all__ = [
     "specification_curve",
     "estimate_histogram",
     "share_significant_plot",
+    "prisma_flow",
+    "prisma_table",
+    "syntheses_forest",
 ]

@@ -32,21 +32,20 @@ output_dir = "../outputs/.scratch/01_dataset"  # where tables and figures go
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.figure import Figure
-
-from matplotlib.ticker import MaxNLocator
 
 import alliance_meta as am
+from alliance_meta import viz
 from alliance_meta.data import studies_dir
-from alliance_meta.viz import theme
 from alliance_meta.workflow import workbench as wb
 from alliance_meta.workflow.table1 import table1
 
 out = wb.Outputs(output_dir, formats)
 report = am.validate_studies(data_path)
 df = wb.select(data_path, subset, effects)
+scope = "all effects" if not subset and effects == "all" else " ".join(
+    x for x in (subset, f"{effects} effects" if effects != "all" else "") if x)
 print(f"{df['study_id'].nunique()} studies, {df['sample_id'].nunique()} samples, "
-      f"{len(df)} effects")
+      f"{len(df)} effects; {scope}")
 
 # %% [markdown]
 # ## Validation report
@@ -64,25 +63,44 @@ out.table(wb.counts(df, columns), "counts",
           "Studies, samples and effects by study characteristic")
 
 # %% [markdown]
-# ## Sample sizes and publication years
+# ## The dataset at a glance
+#
+# Effects by study characteristic, publication years (one bin per year) and sample sizes (one
+# per sample), then the spread of the effects across the levels of each moderator.
 
 # %%
-with theme():
-    fig = Figure(figsize=(7, 2.6))
-    ax1, ax2 = fig.subplots(1, 2)
-    samples = df.drop_duplicates("sample_id")
-    ax1.hist(samples["n"].astype(float), bins=10, color="#0072B2")
-    ax1.set_xlabel("n per sample")
-    ax1.set_ylabel("samples")
-    ax2.hist(df.drop_duplicates("study_id")["year"].astype(float), bins=10, color="#E69F00")
-    ax2.set_xlabel("publication year")
-    ax2.set_ylabel("studies")
-    for a in (ax1, ax2):  # counts and years are whole numbers
-        a.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-out.figure(fig, "distributions", "Sample sizes (one per sample) and publication years (one per "
-           "study)")
+out.figure(viz.dataset_overview(df, title=scope), "dataset_overview",
+           "Effects by study characteristic, publication years and sample sizes")
+
+# %%
+moderators = ["r_kind", "alliance_rater", "modality", "format", "delivery"]
+out.figure(viz.moderator_distribution(df, moderators, title=scope), "moderator_distribution",
+           "Each effect (r) across the levels of the moderators, with k per level; levels "
+           "with fewer than 3 effects are marked and not interpreted")
+
+# %% [markdown]
+# ## PRISMA 2020 flow
+#
+# Counted from the screening log (`studies/screening.csv`): every record read, where it was
+# found, and why it was left out.
+
+# %%
+screening = am.data.load_screening(data_path)
+prisma = am.data.prisma_counts(screening, am.load_studies(data_path))
+out.figure(viz.prisma_flow(prisma, title="Primary studies"), "prisma",
+           "PRISMA 2020 flow diagram of the primary studies, counted from the screening log")
+out.table(viz.prisma_table(prisma), "prisma_counts",
+          "PRISMA 2020 counts of the primary studies")
+
+# %%
+syn = am.data.load_syntheses(data_path)
+if len(syn):
+    prisma_syn = am.data.prisma_counts(screening, stream="syntheses", syntheses=syn)
+    out.figure(viz.prisma_flow(prisma_syn, title="Published meta-analyses"), "prisma_syntheses",
+               "PRISMA 2020 flow diagram of the published meta-analyses, counted from the "
+               "screening log")
+    out.table(viz.prisma_table(prisma_syn), "prisma_syntheses_counts",
+              "PRISMA 2020 counts of the published meta-analyses")
 
 # %% [markdown]
 # ## Table 1: study characteristics
