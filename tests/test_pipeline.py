@@ -159,6 +159,31 @@ def test_html_links_saved_figures_and_one_stylesheet(project):
     assert "image/png" not in stored and 'src=\\"figures/f.png\\"' in stored
 
 
+NB_THREADS = """\
+import os
+from pathlib import Path
+Path(output_dir, "tables").mkdir(parents=True, exist_ok=True)
+Path(output_dir, "tables", "t.csv").write_text(os.environ.get("OPENBLAS_NUM_THREADS", "unset"))
+"""
+
+
+def test_parallel_kernels_share_the_cores(project, monkeypatch):
+    """Each of the parallel runs' kernels gets cores // jobs BLAS threads (oversubscribed BLAS
+    made the three-level refits 3x slower); a value the user set wins."""
+    import os
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    _notebook(project / "nb" / "ok.ipynb", NB_THREADS)
+    assert run_pipeline(project / "pipeline.yml", progress=False, jobs=2, only=["ok"]).ok
+    expected = str(max(1, (os.cpu_count() or 1) // 2))
+    assert (project / "out" / "ok-one" / "tables" / "t.csv").read_text() == expected
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert run_pipeline(project / "pipeline.yml", progress=False, jobs=2, force=True,
+                        only=["ok"]).ok
+    assert (project / "out" / "ok-two" / "tables" / "t.csv").read_text() == "3"
+
+
 def test_outputs_are_deterministic(project, tmp_path):
     cfg = project / "pipeline.yml"
     run_pipeline(cfg, progress=False)
