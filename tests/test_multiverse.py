@@ -198,7 +198,7 @@ def test_a_failing_method_becomes_a_reason_not_a_crash(data, monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(fits, "cr2", boom)  # the CR2 of three-level PET-PEESE
-    monkeypatch.setattr(bias.trimfill, "_trim", boom)  # the multiverse's trim-and-fill core
+    monkeypatch.setattr(bias.trimfill, "_k0_step", boom)  # the multiverse's trim-and-fill step
     res = multiverse(data, {"method": ["REML"], "test": ["knha"],
                             "dependency": ["three-level", "aggregate"],
                             "bias": list(BIAS_ADJUSTMENTS)})

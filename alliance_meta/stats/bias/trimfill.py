@@ -86,6 +86,22 @@ def egger_side(y: np.ndarray, v: np.ndarray, method: str) -> str:
     return "left" if f.beta[0, 1] >= 0 else "right"
 
 
+def _k0_step(ys: np.ndarray, mu: float, estimator: str) -> int:
+    """The next k0 from the deviations of all k effects (missing studies on the left) from
+    the centre ``mu``: L0 or R0, rounded half to even, floored at 0."""
+    k = ys.size
+    d = ys - mu
+    if estimator == "L0":
+        T = _rank_avg(np.abs(d))[d > 0].sum()
+        new = (4.0 * T - k * (k + 1)) / (2.0 * k - 1.0)
+    else:
+        s = np.sign(d)[np.argsort(-np.abs(d), kind="stable")]
+        neg = np.flatnonzero(s <= 0)
+        run = k if neg.size == 0 else int(neg[0])
+        new = run - 1.0
+    return max(0, int(np.round(new)))
+
+
 def _trim(y0: np.ndarray, v0: np.ndarray, method: str, estimator: str, side: str,
           maxiter: int, who: str = "trim_and_fill", mu0: float | None = None
           ) -> tuple[int, np.ndarray, np.ndarray]:
@@ -102,17 +118,7 @@ def _trim(y0: np.ndarray, v0: np.ndarray, method: str, estimator: str, side: str
     for _ in range(maxiter):
         mu = (sign * mu0 if k0 == 0 and mu0 is not None
               else _center(ys[: k - k0], vs[: k - k0], method))
-        d = ys - mu
-        r = _rank_avg(np.abs(d))
-        if estimator == "L0":
-            T = r[d > 0].sum()
-            new = (4.0 * T - k * (k + 1)) / (2.0 * k - 1.0)
-        else:
-            s = np.sign(d)[np.argsort(-np.abs(d), kind="stable")]
-            neg = np.flatnonzero(s <= 0)
-            run = k if neg.size == 0 else int(neg[0])
-            new = run - 1.0
-        new = max(0, int(np.round(new)))
+        new = _k0_step(ys, mu, estimator)
         if new == k0:
             break
         k0 = new

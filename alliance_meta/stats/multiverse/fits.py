@@ -4,138 +4,27 @@ test, bias)."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import engine, inference
-from ..bias import trimfill as _trimfill
+from .. import engine
 from ..cr2 import cr2, cr2_intercept
 from ..escalc import aggregate
 from ..rma import _fit_batch, _het
 from ..rma_mv import _Blocks, _Problem, three_level
 from . import batch3l
-from .grid import NOT_ESTIMABLE, NUM_COLS, OK, TEXT_COLS
-
-# ---------------------------------------------------------------------------------------------
-# what travels to the workers
-
-
-@dataclass(frozen=True)
-class _Payload:
-    """The data every chunk needs: Fisher z, sampling variances, sample codes."""
-
-    y: np.ndarray
-    v: np.ndarray
-    codes: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Design:
-    dependency: tuple
-    method: tuple
-    test: tuple
-    bias: tuple
-    level: float
-    rho: float
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return len(self.dependency), len(self.method), len(self.test), len(self.bias)
-
-
-@contextlib.contextmanager
-def _single_blas_thread() -> Iterator[None]:
-    """One BLAS thread while fitting: the matrices are tiny, and on a busy machine OpenBLAS'
-    threads cost more than they give (a three-level fit took 15x longer under load)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only speed depends on it
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
-# ---------------------------------------------------------------------------------------------
-# the computations of one chunk
-
-
-class _Cell:
-    """Result arrays of one row set, indexed (dependency, method, test, bias)."""
-
-    def __init__(self, design: _Design, k_rows: int, n_samples: int):
-        shape = design.shape
-        self.d = design
-        self.num = {c: np.full(shape, np.nan) for c in NUM_COLS}
-        self.num["n_samples"][...] = n_samples
-        self.text = {c: np.full(shape, "", dtype=object) for c in TEXT_COLS}
-        self.text["status"][...] = NOT_ESTIMABLE
-        self.k_rows = k_rows
-
-    def ix(self, dep: str, method: str | None = None, test: str | None = None,
-           bias: str | None = None) -> tuple:
-        d = self.d
-        return (d.dependency.index(dep),
-                slice(None) if method is None else d.method.index(method),
-                slice(None) if test is None else d.test.index(test),
-                slice(None) if bias is None else d.bias.index(bias))
-
-    def fail(self, ix: tuple, reason: str) -> None:
-        self.text["status"][ix] = NOT_ESTIMABLE
-        self.text["reason"][ix] = reason
-
-    def put(self, ix: tuple, k: int, est: float, se: float, pval: float, ci_lb: float,
-            ci_ub: float, adjustment: str = "") -> None:
-        if not (np.isfinite(est) and np.isfinite(se) and np.isfinite(ci_lb)
-                and np.isfinite(ci_ub)):
-            self.fail(ix, f"the fit gave a non-finite estimate or standard error "
-                          f"(estimate {est}, se {se})")
-            return
-        for c, x in (("k", k), ("estimate", est), ("se", se), ("pval", pval),
-                     ("ci_lb", ci_lb), ("ci_ub", ci_ub)):
-            self.num[c][ix] = x
-        self.text["status"][ix] = OK
-        self.text["reason"][ix] = ""
-        self.text["adjustment"][ix] = adjustment
-
-
-def _reason(e: BaseException) -> str:
-    msg = str(e).strip() or type(e).__name__
-    return msg if isinstance(e, ValueError) else f"{type(e).__name__}: {msg}"
-
-
-def _dfs(test: str, df) -> float | np.ndarray:
-    """Degrees of freedom of ``test`` for :mod:`alliance_meta.stats.inference` (inf is z)."""
-    return np.inf if test == "z" else df
-
-
-@functools.lru_cache(maxsize=4096)
-def _crit(level: float, dfs: float) -> float:
-    return inference.crit(level, dfs)
-
-
-def _inference(est, se, test: str, df, level: float):
-    """Two-sided p-value and CI bounds; ``test`` "z" uses the normal, else t with ``df``."""
-    if np.ndim(est) == 0 and np.ndim(df) == 0 and se > 0:  # one estimate: plain floats
-        est, se, dfs = float(est), float(se), float(_dfs(test, df))
-        crit = _crit(level, dfs)
-        return inference.pvalue(est / se, dfs), est - crit * se, est + crit * se
-    est, se = np.asarray(est, float), np.asarray(se, float)
-    dfs = _dfs(test, df)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = inference.pvalue(est / se, dfs)
-    crit = inference.crit(level, dfs)
-    return p, est - crit * se, est + crit * se
-
-
-def _one_sided_greater(est, se, test: str, df):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stat = np.asarray(est, float) / np.asarray(se, float)
-    return inference.pvalue(stat, _dfs(test, df), side="greater")
+from .cells import (
+    _Cell,
+    _Design,
+    _inference,
+    _one_sided_greater,
+    _Payload,
+    _reason,
+    _single_blas_thread,
+)
+from .grid import OK
+from .trim_fill import _trim_fill_all, _TrimFill
 
 
 def _tau2_batch(Y, V, X, method: str) -> tuple[np.ndarray, list[str]]:
@@ -318,10 +207,12 @@ def _three_level_pet_peese(y, v, codes, method: str, level: float,
 
 
 def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, design: _Design,
-             uni: dict[str, dict], want: dict[str, set], tl_pre: dict) -> None:
+             uni: dict[str, dict], want: dict[str, set], tl_pre: dict, tf_tasks: list
+             ) -> None:
     """Every specification of one row set, given its batched univariate fits (``uni``);
     ``want`` maps each dependency handling to the bias adjustments that are specifications on
-    these rows (the rest is not fitted).
+    these rows (the rest is not fitted). Trim-and-fill is queued on ``tf_tasks`` (fitted for
+    the whole chunk by :func:`_trim_fill_all`).
 
     Nothing raised here may end the chunk: an unexpected error marks the specifications of its
     dependency handling that are not fitted yet as not estimable, with the error as reason.
@@ -331,7 +222,7 @@ def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, desig
             if dep == "three-level":
                 _three_level_cell(cell, y, v, codes, design, biases, tl_pre)
             else:
-                _univariate_cell(cell, dep, y, v, codes, design, uni[dep], biases)
+                _univariate_cell(cell, dep, y, v, codes, design, uni[dep], biases, tf_tasks)
         except Exception as e:  # noqa: BLE001 - recorded, the other specifications go on
             ix = cell.ix(dep)
             todo = (cell.text["status"][ix] != OK) & (cell.text["reason"][ix] == "")
@@ -340,7 +231,7 @@ def _analyse(cell: _Cell, y: np.ndarray, v: np.ndarray, codes: np.ndarray, desig
 
 
 def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: dict,
-                     biases: set) -> None:
+                     biases: set, tf_tasks: list) -> None:
     """aggregate, first (random effects on one effect per sample) and robust (random effects
     on all effects, CR2 by sample)."""
     lev = design.level
@@ -392,8 +283,8 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
                              float(p), float(lb), float(ub))
         if "trim-and-fill" in biases and dep != "robust":
             side = pp[method].get("side") if isinstance(pp.get(method), dict) else None
-            _trim_fill_cell(cell, dep, method, yd, vd, design, fit.tau2, side,
-                            fit.est[design.test[0]][0])
+            tf_tasks.append(_TrimFill(cell, dep, method, yd, vd, fit.tau2, side,
+                                      fit.est[design.test[0]][0]))
         if "PET-PEESE" in biases:
             rows = pp[method]
             if isinstance(rows, str):
@@ -401,41 +292,6 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
                 continue
             for test in design.test:
                 cell.put(cell.ix(dep, method, test, "PET-PEESE"), k, *rows[test])
-
-
-def _trim_fill_cell(cell: _Cell, dep: str, method: str, yd, vd, design: _Design, tau2: float,
-                    side: str | None, mu: float) -> None:
-    """Trim-and-fill (as :func:`bias.trim_and_fill` of the fit with estimator ``method``, whose
-    tau^2 is ``tau2`` and estimate ``mu``, the first round's centre); ``side`` from the PET
-    regression when the grid fitted it. The number of
-    missing studies does not depend on the test (side and centre are estimated with z, as in
-    trim_and_fill), nor does tau^2 of the filled data: one weighted fit serves every test."""
-    ixb = cell.ix(dep, method, None, "trim-and-fill")
-    k = yd.size
-    try:
-        if k < 3:
-            raise ValueError(f"trim_and_fill: needs at least 3 effect sizes, got k = {k}")
-        if side is None:
-            side = _trimfill.egger_side(yd, vd, method)
-        k0, fy, fv = _trimfill._trim(yd, vd, method, "L0", side, 100, mu0=mu)
-        yf, vf = np.r_[yd, fy], np.r_[vd, fv]
-        Y, V, X = yf[None], vf[None], np.ones((1, yf.size, 1))
-        if k0 == 0:
-            t2 = np.zeros(1) if method == "FE" else np.array([tau2])
-        else:
-            t2 = np.zeros(1) if method == "FE" else engine.tau2_estimate(Y, V, X, method)
-        f = engine.wls(Y, V, X, t2)
-    except Exception as e:  # noqa: BLE001 - recorded as the reason
-        cell.fail(ixb, _reason(e))
-        return
-    adj = f"k0 = {k0} ({side})"
-    b, var = float(f.beta[0, 0]), float(f.Ainv[0, 0, 0])
-    for test in design.test:
-        # Knapp-Hartung scales the variance by Q / (k + k0 - 1) (as rma._fit_batch)
-        se = float(np.sqrt(var if test == "z" else var * (f.Q[0] / (yf.size - 1))))
-        p, lb, ub = _inference(b, se, test, yf.size - 1, design.level)
-        cell.put(cell.ix(dep, method, test, "trim-and-fill"), k, b, se, float(p), float(lb),
-                 float(ub), adj)
 
 
 def _three_level_cell(cell: _Cell, y, v, codes, design: _Design, biases: set,
@@ -546,10 +402,21 @@ def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray, np.ndarray]
                 tl_pre[pos] = g
         except Exception:  # noqa: BLE001, S110 - each row set is then fitted by three_level
             pass
-        out = []
-        for pos, (rid, idx, _) in enumerate(chunk):
+        tf_tasks: list[_TrimFill] = []
+        for pos, (_, idx, _) in enumerate(chunk):
             y, v, c = payload.y[idx], payload.v[idx], payload.codes[idx]
-            _analyse(cells[pos], y, v, c, design, prepared[pos], wants[pos], tl_pre[pos])
+            _analyse(cells[pos], y, v, c, design, prepared[pos], wants[pos], tl_pre[pos],
+                     tf_tasks)
+        try:
+            _trim_fill_all(tf_tasks, design)
+        except Exception as e:  # noqa: BLE001 - recorded, the other specifications stand
+            for t in tf_tasks:
+                ix = t.cell.ix(t.dep, t.method, None, "trim-and-fill")
+                todo = (t.cell.text["status"][ix] != OK) & (t.cell.text["reason"][ix] == "")
+                t.cell.text["reason"][ix] = np.where(todo, f"unexpected error: {_reason(e)}",
+                                                     t.cell.text["reason"][ix])
+        out = []
+        for pos, (rid, _, _) in enumerate(chunk):
             out.append((rid, {**cells[pos].num, **cells[pos].text}))
         return out
 
