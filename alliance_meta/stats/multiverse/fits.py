@@ -11,9 +11,10 @@ import numpy as np
 from .. import engine
 from ..cr2 import cr2, cr2_intercept
 from ..escalc import aggregate
-from ..rma import _fit_batch, _het
+from ..rma import _fit_batch
 from ..rma_mv import _Blocks, _Problem, three_level
 from . import batch3l
+from . import ragged as _ragged
 from .cells import (
     _Cell,
     _Design,
@@ -56,41 +57,40 @@ class _UniFit:
 
 def _uni_fits(datasets: list[tuple[np.ndarray, np.ndarray]], design: _Design
               ) -> list[dict[str, _UniFit | str]]:
-    """Random-effects fits of every dataset for every estimator and test, batched over datasets
-    of equal size. Returns per dataset a dict method -> _UniFit (or the reason it failed)."""
+    """Random-effects fits of every dataset for every estimator and test, as rma._fit_batch
+    (z, and Knapp-Hartung's variance scaled by Q / (k - 1)) and rma._het (I^2 with the typical
+    sampling variance (k - 1) / tr(P) of the common-effect fit), all datasets of the chunk
+    stacked in one fit per estimator (:mod:`.ragged`). Returns per dataset a dict method ->
+    _UniFit (or the reason it failed)."""
     out: list[dict[str, _UniFit | str]] = [{} for _ in datasets]
-    by_k: dict[int, list[int]] = {}
-    for i, (y, _) in enumerate(datasets):
-        by_k.setdefault(y.size, []).append(i)
-    for k, members in by_k.items():
-        Y = np.stack([datasets[i][0] for i in members])
-        V = np.stack([datasets[i][1] for i in members])
-        X = np.ones((len(members), k, 1))
-        for method in design.method:
-            t2, why = _tau2_batch(Y, V, X, method)
-            good = np.flatnonzero(np.isfinite(t2))
-            for j in np.flatnonzero(~np.isfinite(t2)):
-                out[members[j]][method] = why[j] or f"{method}: tau2 could not be estimated"
-            if good.size == 0:
+    if not datasets:
+        return out
+    st = _ragged.Stack([d[0] for d in datasets], [d[1] for d in datasets])
+    k = st.k
+    w = 1.0 / st.v
+    sw = st.S(w)
+    trP_fe = sw - st.S(w * w) / sw
+    QE = st.wls(np.zeros(k.size))[2]
+    for method in design.method:
+        t2, errs = _ragged.tau2(st, method)
+        ok = np.isfinite(t2)
+        mu, var, Q = st.wls(np.where(ok, t2, 0.0))
+        if method == "FE":
+            I2 = np.where(QE > 0, np.maximum(0.0, 100 * (QE - (k - 1)) / QE), 0.0)
+        else:
+            I2 = 100 * t2 / ((k - 1) / trP_fe + t2)
+        for i in range(k.size):
+            if errs[i] is not None or not ok[i]:
+                out[i][method] = (f"{method}: {_reason(errs[i])}" if errs[i] is not None
+                                  else f"{method}: tau2 could not be estimated")
                 continue
-            Yg, Vg, Xg, tg = Y[good], V[good], X[good], t2[good]
-            try:
-                fits = {test: _fit_batch(Yg, Vg, Xg, method, test, tau2=tg)
-                        for test in design.test}
-            except Exception as e:  # noqa: BLE001 - recorded as the reason
-                for j in good:
-                    out[members[j]][method] = f"{method}: {_reason(e)}"
-                continue
-            f0 = fits[design.test[0]]
-            I2, _ = _het(f0.tau2, f0.QE, f0.trP_fe, k, 1, method)
-            for jj, j in enumerate(good):
-                uf = _UniFit(tau2=float(tg[jj]), I2=float(I2[jj]))
-                for test, f in fits.items():
-                    b = float(f.beta[jj, 0])
-                    se = float(np.sqrt(f.vb[jj, 0, 0]))
-                    p, lb, ub = _inference(b, se, test, k - 1, design.level)
-                    uf.est[test] = (b, se, float(p), float(lb), float(ub))
-                out[members[j]][method] = uf
+            uf = _UniFit(tau2=float(t2[i]), I2=float(I2[i]))
+            b = float(mu[i])
+            for test in design.test:
+                se = float(np.sqrt(var[i] if test == "z" else var[i] * (Q[i] / (k[i] - 1))))
+                p, lb, ub = _inference(b, se, test, int(k[i]) - 1, design.level)
+                uf.est[test] = (b, se, float(p), float(lb), float(ub))
+            out[i][method] = uf
     return out
 
 

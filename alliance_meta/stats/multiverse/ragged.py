@@ -156,8 +156,8 @@ def tau2(st: Stack, method: str) -> tuple[np.ndarray, list[Exception | None]]:
             return _pm(st), ok
         if method in ("REML", "ML"):
             return _scoring(st, method == "REML"), ok
-    except engine.ConvergenceError:
-        pass  # one at a time below: only the failing data sets are lost
+    except Exception:  # noqa: BLE001 - one at a time below: only the failing sets are lost
+        pass
     out, errs = np.full(B, np.nan), list(ok)
     for b in range(B):
         sl = slice(st.starts[b], st.starts[b] + st.k[b])
