@@ -11,7 +11,6 @@ import numpy as np
 from .. import engine
 from ..cr2 import cr2, cr2_intercept
 from ..escalc import aggregate
-from ..rma import _fit_batch
 from ..rma_mv import _Blocks, _Problem, three_level
 from . import batch3l
 from . import ragged as _ragged
@@ -110,18 +109,21 @@ def _choose(b0, se0, df0, test: str, level: float) -> tuple:
             "PEESE" if c else "PET")
 
 
-def _pet_peese_robust(y, v, methods: list[str], design: _Design, codes) -> dict:
+def _pet_peese_robust(y, v, methods: list[str], design: _Design, codes,
+                      pre: dict | None = None) -> dict:
     """PET-PEESE with random-effects meta-regressions for every estimator in ``methods`` and
     CR2 inference by sample (Satterthwaite t). Returns method -> {test: (est, se, pval, lb,
-    ub, chosen)} or the reason it failed. tau^2 is estimated per estimator; the CR2 kernel
-    runs once for every estimator's PET and PEESE."""
+    ub, chosen)} or the reason it failed. tau^2 is estimated per estimator (``pre``: method ->
+    (tau2, reasons) of PET and PEESE from the chunk's stack); the CR2 kernel runs once for every
+    estimator's PET and PEESE."""
+    pre = pre or {}
     k = y.size
     X1 = _pp_designs(v)
     Y, V = np.broadcast_to(y, (2, k)), np.broadcast_to(v, (2, k))
     out: dict = {}
     good, taus = [], []
     for method in methods:
-        t2, why = _tau2_batch(Y, V, X1, method)
+        t2, why = pre[method] if method in pre else _tau2_batch(Y, V, X1, method)
         if np.isfinite(t2).all():
             good.append(method)
             taus.append(t2)
@@ -138,22 +140,38 @@ def _pet_peese_robust(y, v, methods: list[str], design: _Design, codes) -> dict:
     return out
 
 
+def _pp_stack(datasets: list[tuple[np.ndarray, np.ndarray]]) -> _ragged.Stack2:
+    """PET (x = sqrt(vi)) and PEESE (x = vi) regressions of each dataset, stacked in that
+    order (Stanley & Doucouliagos 2014)."""
+    ys, vs, xs = [], [], []
+    for y, v in datasets:
+        ys += [y, y]
+        vs += [v, v]
+        xs += [np.sqrt(v), v]
+    return _ragged.Stack2(ys, vs, xs)
+
+
+def _pp_tau2(st: _ragged.Stack2, method: str) -> tuple[np.ndarray, list[str]]:
+    """tau^2 of the stacked PET and PEESE regressions, with "" or the reason per regression."""
+    t2, errs = _ragged.tau2_reg(st, method)
+    return t2, ["" if e is None else f"{method}: {_reason(e)}" for e in errs]
+
+
 def _pet_peese_independent(datasets: list[tuple[np.ndarray, np.ndarray]], design: _Design
                            ) -> list[dict]:
     """PET-PEESE with random-effects meta-regressions (as :func:`bias.pet_peese` with
-    ``model="rma"``) of independent effects, for datasets of one size k, every estimator and
-    test: tau^2 per estimator in one batch over the datasets, the fits at those tau^2 in one
-    batch per test. Returns per dataset method -> {test: (est, se, pval, lb, ub, chosen),
-    "side": ...} or the reason it failed; ``side`` is where trim-and-fill assumes missing
-    studies, from the sign of PET's slope (the Egger-type regression trim_and_fill reads)."""
-    n, k = len(datasets), datasets[0][0].size
-    X1 = np.concatenate([_pp_designs(v) for _, v in datasets])  # PET, PEESE of each dataset
-    Y = np.repeat(np.stack([y for y, _ in datasets]), 2, axis=0)
-    V = np.repeat(np.stack([v for _, v in datasets]), 2, axis=0)
+    ``model="rma"``) of independent effects, for every dataset, estimator and test: tau^2 per
+    estimator in one stacked fit over the datasets (:mod:`.ragged`), the fits at those tau^2
+    in one more (z; Knapp-Hartung scales the variance by Q / (k - 2), as rma._fit_batch).
+    Returns per dataset method -> {test: (est, se, pval, lb, ub, chosen), "side": ...} or the
+    reason it failed; ``side`` is where trim-and-fill assumes missing studies, from the sign
+    of PET's slope (the Egger-type regression trim_and_fill reads)."""
+    n = len(datasets)
+    st = _pp_stack(datasets)
     out: list[dict] = [{} for _ in range(n)]
     rows, taus, who = [], [], []
     for method in design.method:
-        t2, why = _tau2_batch(Y, V, X1, method)
+        t2, why = _pp_tau2(st, method)
         for i in range(n):
             if np.isfinite(t2[2 * i : 2 * i + 2]).all():
                 rows += [2 * i, 2 * i + 1]
@@ -163,15 +181,20 @@ def _pet_peese_independent(datasets: list[tuple[np.ndarray, np.ndarray]], design
                 out[i][method] = f"PET-PEESE: {why[2 * i] or why[2 * i + 1]}"
     if not who:
         return out
-    ix = np.asarray(rows)
+    sel = _ragged.Stack2([datasets[r // 2][0] for r in rows], [datasets[r // 2][1] for r in rows],
+                         [np.sqrt(datasets[r // 2][1]) if r % 2 == 0 else datasets[r // 2][1]
+                          for r in rows])
+    f = sel.fit(np.asarray(taus))
+    b0, var0 = f["beta"][:, 0], f["Ainv"][0]
     for test in design.test:
-        f = _fit_batch(Y[ix], V[ix], X1[ix], "REML", test, tau2=np.asarray(taus),
-                       need_het=False)
-        b0, se0 = f.beta[:, 0], np.sqrt(f.vb[:, 0, 0])
+        s2w = 1.0 if test == "z" else f["Q"] / (sel.k - 2)
+        se0 = np.sqrt(var0 * s2w)
         for j, (i, meth) in enumerate(who):
             sl = slice(2 * j, 2 * j + 2)
-            d = out[i].setdefault(meth, {"side": "left" if f.beta[2 * j, 1] >= 0 else "right"})
-            d[test] = _choose(b0[sl], se0[sl], np.full(2, k - 2.0), test, design.level)
+            d = out[i].setdefault(meth, {"side": "left" if f["beta"][2 * j, 1] >= 0
+                                         else "right"})
+            d[test] = _choose(b0[sl], se0[sl], (sel.k[sl] - 2.0).astype(float), test,
+                              design.level)
     return out
 
 
@@ -258,7 +281,7 @@ def _univariate_cell(cell: _Cell, dep: str, y, v, codes, design: _Design, data: 
     pp: dict = data.get("pp", {})  # independent effects: batched over the chunk
     if "PET-PEESE" in biases and fitted and dep == "robust":
         try:
-            pp = _pet_peese_robust(yd, vd, fitted, design, codes)
+            pp = _pet_peese_robust(yd, vd, fitted, design, codes, data.get("pp_tau2"))
         except Exception as e:  # noqa: BLE001 - recorded as the reason
             pp = {m: _reason(e) for m in fitted}
     for method in design.method:
@@ -378,18 +401,29 @@ def _run_chunk(payload: _Payload, chunk: list[tuple[int, np.ndarray, np.ndarray]
         fits = _uni_fits([(j[2], j[3]) for j in jobs], design)
         for (pos, dep, _, _), f in zip(jobs, fits, strict=True):
             prepared[pos][dep]["fits"] = f
-        # PET-PEESE of independent effects: one batch per size over the chunk's row sets
-        by_k: dict[int, list] = {}
-        for pos, dep, yd, vd in jobs:
-            if dep != "robust" and "PET-PEESE" in wants[pos][dep] and yd.size >= 3:
-                by_k.setdefault(yd.size, []).append((pos, dep, yd, vd))
-        for group in by_k.values():
+        # PET-PEESE of independent effects: one stack over the chunk's row sets
+        group = [(pos, dep, yd, vd) for pos, dep, yd, vd in jobs
+                 if dep != "robust" and "PET-PEESE" in wants[pos][dep] and yd.size >= 3]
+        if group:
             try:
                 res = _pet_peese_independent([(g[2], g[3]) for g in group], design)
             except Exception as e:  # noqa: BLE001 - recorded as the reason
                 res = [dict.fromkeys(design.method, _reason(e)) for _ in group]
             for (pos, dep, _, _), r in zip(group, res, strict=True):
                 prepared[pos][dep]["pp"] = r
+        # tau^2 of the robust PET-PEESE regressions: one stack per estimator
+        rob = [(pos, yd, vd) for pos, dep, yd, vd in jobs
+               if dep == "robust" and "PET-PEESE" in wants[pos][dep] and yd.size >= 3]
+        if rob:
+            try:
+                st = _pp_stack([(g[1], g[2]) for g in rob])
+                for method in design.method:
+                    t2, why = _pp_tau2(st, method)
+                    for j, (pos, _, _) in enumerate(rob):
+                        prepared[pos]["robust"].setdefault("pp_tau2", {})[method] = (
+                            t2[2 * j : 2 * j + 2], why[2 * j : 2 * j + 2])
+            except Exception:  # noqa: BLE001, S110 - then fitted per row set
+                pass
         # the three-level fits of the chunk in one batch per estimator (and design width)
         tl_at = [pos for pos, w in enumerate(wants) if "three-level" in w]
         tl_pre: list[dict] = [{} for _ in chunk]

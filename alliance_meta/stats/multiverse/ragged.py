@@ -167,3 +167,162 @@ def tau2(st: Stack, method: str) -> tuple[np.ndarray, list[Exception | None]]:
         except Exception as e:  # noqa: BLE001 - the caller records the reason
             errs[b] = e
     return out, errs
+
+
+# ---------------------------------------------------------------------------------------------
+# meta-regressions on one moderator (the PET and PEESE designs [1, x]), p = 2
+
+
+class Stack2(Stack):
+    """Data sets (y_b, v_b, x_b) stacked, each with the design [1, x_b]."""
+
+    def __init__(self, ys: list[np.ndarray], vs: list[np.ndarray], xs: list[np.ndarray]):
+        super().__init__(ys, vs)
+        self.x = np.concatenate(xs)
+
+    def _A(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """X'WX per data set as its three distinct entries."""
+        return self.S(w), self.S(w * self.x), self.S(w * self.x * self.x)
+
+    def fit(self, tau2: np.ndarray) -> dict:
+        """WLS at tau2: w, coefficients (B, 2), (X'WX)^-1 entries, residuals, Py, Q."""
+        x, seg = self.x, self.seg
+        w = 1.0 / (self.v + tau2[seg])
+        a, b, c = self._A(w)
+        det = a * c - b * b
+        i00, i01, i11 = c / det, -b / det, a / det
+        r0, r1 = self.S(w * self.y), self.S(w * x * self.y)
+        b0, b1 = i00 * r0 + i01 * r1, i01 * r0 + i11 * r1
+        e = self.y - b0[seg] - b1[seg] * x
+        Py = w * e
+        return {"w": w, "beta": np.stack([b0, b1], 1), "Ainv": (i00, i01, i11), "e": e,
+                "Py": Py, "Q": self.S(e * Py)}
+
+    def _tr(self, Ainv, w_pow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ainv X'W^jX as a 2 x 2 product's entries (m00, m01, m10, m11)."""
+        i00, i01, i11 = Ainv
+        a, b, c = self._A(w_pow)
+        return (i00 * a + i01 * b, i00 * b + i01 * c, i01 * a + i11 * b, i01 * b + i11 * c)
+
+    def traces(self, f: dict, order: int):
+        """tr(P) and, for order 2, tr(PP) (the engine's _trace_terms)."""
+        w = f["w"]
+        m = self._tr(f["Ainv"], w * w)
+        trP = self.S(w) - (m[0] + m[3])
+        if order == 1:
+            return trP, None
+        m3 = self._tr(f["Ainv"], w * w * w)
+        trMM = m[0] * m[0] + 2 * m[1] * m[2] + m[3] * m[3]
+        return trP, self.S(w * w) - 2.0 * (m3[0] + m3[3]) + trMM
+
+
+def _dl2(st: Stack2) -> np.ndarray:
+    f = st.fit(np.zeros(st.k.size))
+    trP, _ = st.traces(f, 1)
+    return np.maximum(0.0, (f["Q"] - (st.k - 2)) / trP)
+
+
+def _sj2(st: Stack2) -> np.ndarray:
+    ybar = st.S(st.y) / st.k
+    tau0 = st.S((st.y - ybar[st.seg]) ** 2) / st.k
+    return tau0 * st.fit(tau0)["Q"] / (st.k - 2)
+
+
+def _pm2(st: Stack2, tol: float = engine.TOL, maxiter: int = engine.MAXITER) -> np.ndarray:
+    target = (st.k - 2).astype(float)
+    B = st.k.size
+    lo = np.zeros(B)
+    active = st.fit(lo)["Q"] > target
+    out = np.zeros(B)
+    if not active.any():
+        return out
+    ybar = st.S(st.y) / st.k
+    var_y = st.S((st.y - ybar[st.seg]) ** 2) / st.k
+    hi = np.where(active, np.maximum(1.0, 10 * var_y), 0.0)
+    for _ in range(200):
+        grow = active & (st.fit(hi)["Q"] > target)
+        if not grow.any():
+            break
+        hi = np.where(grow, hi * 10.0, hi)
+    else:
+        raise engine.ConvergenceError("Q-equation: no upper bracket found for tau2")
+    vscale = st.median_v()
+    tau = lo.copy()
+    for _ in range(maxiter):
+        f = st.fit(tau)
+        g = f["Q"] - target
+        lo = np.where(g > 0, tau, lo)
+        hi = np.where(g <= 0, tau, hi)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = tau + g / st.S(f["Py"] * f["Py"])
+        bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
+        new = np.where(active, np.where(bad, 0.5 * (lo + hi), step), 0.0)
+        if np.all(np.abs(new - tau) < tol * np.maximum(new, vscale)):
+            return new
+        tau = new
+    raise engine.ConvergenceError("Q-equation for tau2 did not converge")
+
+
+def _scoring2(st: Stack2, reml: bool, tol: float = engine.TOL,
+              maxiter: int = engine.MAXITER) -> np.ndarray:
+    tau2 = _dl2(st)
+    vscale = st.median_v()
+    lo, hi = np.zeros_like(tau2), np.full_like(tau2, np.inf)
+    prev = np.zeros_like(tau2)
+    newton = np.zeros(tau2.shape, dtype=bool)
+    S, seg, x = st.S, st.seg, st.x
+    for _ in range(maxiter):
+        f = st.fit(tau2)
+        w, Py = f["w"], f["Py"]
+        Py2 = S(Py * Py)
+        if reml:
+            trP, trPP = st.traces(f, 2)
+        else:
+            trP, trPP = S(w), S(w * w)
+        score = 0.5 * (Py2 - trP)
+        info = 0.5 * trPP
+        if newton.any():
+            u = w * Py
+            if reml:
+                i00, i01, i11 = f["Ainv"]
+                r0, r1 = S(u), S(x * u)
+                c0, c1 = i00 * r0 + i01 * r1, i01 * r0 + i11 * r1
+                u = u - w * (c0[seg] + c1[seg] * x)
+            obs = S(Py * u) - 0.5 * trPP
+            info = np.where(newton & (obs > 0), obs, info)
+        new = engine._bracketed_step(tau2, score, info, lo, hi, prev)
+        delta = np.abs(new - tau2)
+        scale = np.maximum(new, vscale)
+        newton = delta < 1e-3 * scale
+        tau2 = new
+        if np.all(delta < tol * scale):
+            return tau2
+    raise engine.ConvergenceError("Fisher scoring did not converge")
+
+
+def tau2_reg(st: Stack2, method: str) -> tuple[np.ndarray, list[Exception | None]]:
+    """As :func:`tau2` for the meta-regressions on [1, x]."""
+    B = st.k.size
+    ok: list[Exception | None] = [None] * B
+    try:
+        if method == "FE":
+            return np.zeros(B), ok
+        if method == "DL":
+            return _dl2(st), ok
+        if method == "SJ":
+            return _sj2(st), ok
+        if method == "PM":
+            return _pm2(st), ok
+        if method in ("REML", "ML"):
+            return _scoring2(st, method == "REML"), ok
+    except Exception:  # noqa: BLE001 - one at a time below: only the failing sets are lost
+        pass
+    out, errs = np.full(B, np.nan), list(ok)
+    for b in range(B):
+        sl = slice(st.starts[b], st.starts[b] + st.k[b])
+        X = np.column_stack([np.ones(st.k[b]), st.x[sl]])[None]
+        try:
+            out[b] = engine.tau2_estimate(st.y[sl][None], st.v[sl][None], X, method)[0]
+        except Exception as e:  # noqa: BLE001 - the caller records the reason
+            errs[b] = e
+    return out, errs
