@@ -69,10 +69,11 @@ an earlier one (in product order) is that one, not a new specification.
 Execution
 ---------
 Specifications sharing the same rows are fitted together: the rows are filtered once, each
-dependency handling is prepared once, and the random-effects fits and the PET-PEESE regressions
-of independent effects of all row sets of a chunk that have the same number of effects are
-batched through the vectorised engine (:mod:`alliance_meta.stats.engine`), one call per
-estimator; the tests reuse each tau^2, and CR2 runs once per row set for all estimators. Row
+dependency handling is prepared once, and the fits of all row sets of a chunk are stacked, one
+call per estimator whatever their sizes: the random-effects fits, the PET-PEESE regressions
+and each round of trim-and-fill's centres (:mod:`.ragged`: the engine's estimators with segment
+sums), and the three-level fits (:mod:`.batch3l`: Newton on the analytic Hessian). The tests
+reuse each tau^2, and CR2 runs once per row set for all estimators. Row
 sets are cut into chunks of ``chunk_size`` in a fixed order, and the same chunks run locally
 (one after the other, or in ``n_jobs`` processes) or on a Dask cluster (``scheduler=``; the
 ``[dask]`` extra), so the tables are identical wherever they are computed.

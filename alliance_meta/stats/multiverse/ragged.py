@@ -1,7 +1,8 @@
-"""Random-effects fits without moderators of many data sets of different sizes at once.
+"""Random-effects fits (intercept only, or on one moderator [1, x]) of many data sets of
+different sizes at once.
 
-:mod:`alliance_meta.stats.engine` batches fits of one size k; the multiverse's trim-and-fill
-rounds fit subsets of every size. Here the data sets are stacked into one array and every sum is
+:mod:`alliance_meta.stats.engine` batches fits of one size k; a multiverse chunk's row sets,
+their PET/PEESE regressions and trim-and-fill's rounds come in every size. Here the data sets are stacked into one array and every sum is
 a segment sum (``np.add.reduceat``), with the engine's algorithms applied elementwise: DL
 (DerSimonian & Laird 1986), SJ (Sidik & Jonkman 2005), PM (Paule & Mandel 1982; the engine's
 safeguarded Newton on the generalised Q equation) and REML/ML (the engine's Fisher scoring with
