@@ -54,10 +54,10 @@ BUCKETS = {
     "prefit": "three-level fits, one Newton batch per chunk (batch3l.prefit)",
     "_three_level_cell": "three-level specifications (incl. CR2 of its PET-PEESE)",
     "_three_level_pet_peese": "  of which three-level PET-PEESE CR2 (fits batched above)",
-    "_trim_fill_cell": "trim-and-fill (iterated centre per estimator, refit)",
-    "_pet_peese_independent": "PET-PEESE regressions, independent effects (batched)",
-    "_pet_peese_robust": "PET-PEESE regressions with CR2 (robust)",
-    "_uni_fits": "random-effects fits, batched over row sets of equal k",
+    "_trim_fill_all": "trim-and-fill (rounds of stacked centre fits per estimator)",
+    "_pet_peese_independent": "PET-PEESE regressions, independent effects (stacked)",
+    "_pet_peese_robust": "PET-PEESE regressions with CR2 (robust; tau2 stacked)",
+    "_uni_fits": "random-effects fits, stacked over the chunk's row sets",
     "_assemble": "assembling the table",
 }
 
