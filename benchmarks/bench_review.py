@@ -135,7 +135,9 @@ def _cli(args: list[str], cwd: Path, env: dict | None = None) -> tuple[float, st
     out = subprocess.run([str(CLI), *args], cwd=cwd, capture_output=True, text=True, env=env)
     dt = time.perf_counter() - t0
     if out.returncode != 0 and args[0] == "run":
-        print(f"\nWARNING: alliance-meta {' '.join(args)} had failures:\n{out.stdout[-3000:]}")
+        failed = [ln for ln in out.stdout.splitlines() if ln.startswith("FAILED")]
+        print(f"\nWARNING: alliance-meta {' '.join(args)} had failures (its time counts):\n"
+              + "\n".join(ln[:300] for ln in failed))
     elif out.returncode != 0:
         raise RuntimeError(f"alliance-meta {' '.join(args)} failed:\n{out.stdout[-3000:]}\n"
                            f"{out.stderr[-3000:]}")
