@@ -374,3 +374,18 @@ def test_a_review_without_screening_log_or_syntheses_has_empty_tables(tmp_path):
     _write(tmp_path / "syntheses.csv", [SYNTH], SYN_COLS)
     (p,) = validate_syntheses(tmp_path).errors
     assert (p.file, p.row) == (str(tmp_path / "syntheses.bib"), 0) and "not found" in p.message
+
+
+def test_a_review_without_a_screening_log_is_not_held_to_it(tmp_path):
+    # A review whose effects were imported from elsewhere keeps no screening log (only its
+    # header, as `alliance-meta init` writes it): its studies need no included record there.
+    import shutil
+
+    from alliance_meta.data import validate_screening
+
+    src = Path(__file__).parent.parent / "studies"
+    for f in ("effects.csv", "references.bib", "syntheses.csv", "syntheses.bib"):
+        shutil.copy(src / f, tmp_path / f)
+    header = (src / "screening.csv").read_text(encoding="utf-8").splitlines()[0]
+    (tmp_path / "screening.csv").write_text(header + "\n", encoding="utf-8")
+    assert validate_screening(tmp_path).ok

@@ -127,7 +127,10 @@ def _check(rows: list[_Row], out: list[Problem], ids: dict[str, set[str] | None]
                     "duplicate)", "warning")
             else:
                 doi_seen[key] = r
-    # every included study of the data has its record (so that the PRISMA counts add up)
+    # every included study of the data has its record (so that the PRISMA counts add up); a
+    # review that keeps no screening log (e.g. a dataset imported from elsewhere) is not held to it
+    if not rows:
+        return vals
     for stream, known in ids.items():
         for sid in sorted((known or set()) - included[stream]):
             out.append(Problem(rows[0].file if rows else id_files[stream], 0, "study_id",
