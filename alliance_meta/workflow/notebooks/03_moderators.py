@@ -37,7 +37,7 @@ moderators = ["r_kind", "alliance_rater", "outcome_rater", "alliance_timing", "m
 continuous = ["year"]  # continuous moderators, centred at their mean
 n_perm = 1000  # permutations for the permutation p-values
 seed = 0  # random seed of the permutation test
-formats = ["svg", "png", "pdf"]  # figure formats
+formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
 output_dir = "../outputs/.scratch/03_moderators"  # where tables and figures go
 
 # %%
