@@ -66,3 +66,27 @@ def test_every_link_and_image_loads(browser):
     # headline numbers are on the page
     browser.get(INDEX.as_uri())
     assert "r = " in browser.find_element("tag name", "body").text
+
+
+def _text(browser, page: str) -> str:
+    browser.get((INDEX.parent / page).as_uri())
+    return browser.find_element("tag name", "body").text
+
+
+def test_a_reader_finds_the_report_without_opening_a_notebook(browser):
+    # issue 15's "done when", on the committed site: headline with PI, tau2, I2, k and N, the
+    # caution, Table 1, the PRISMA diagram, an APA results paragraph for every pooled run, the
+    # published syntheses and the version/commit that built the page
+    home = _text(browser, "index.html")
+    for needle in ("95% prediction interval", "σ²", "I²", "samples", "Demonstration, not a synthesis",
+                   "Across k =", "alliance-meta ", "commit"):
+        assert needle in home, needle
+    dataset = _text(browser, "dataset.html")
+    assert "Table 1" in dataset and "PRISMA" in dataset
+    imgs = browser.execute_script(
+        "return Array.from(document.images).map(i => i.src).filter(s => s.includes('prisma'));")
+    assert imgs, "the dataset page shows no PRISMA diagram"
+    for page in sorted(p.name for p in INDEX.parent.glob("02_pooled-*.html")):
+        assert "Across k =" in _text(browser, page), f"{page} has no APA results paragraph"
+    syn = _text(browser, "syntheses.html")
+    assert "Flückiger" in syn and "Horvath" in syn
