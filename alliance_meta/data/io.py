@@ -26,7 +26,15 @@ import pandas as pd
 
 from ..stats.escalc import fisher_z, partial_r_to_z
 from .schema import FIELDS, _paths
-from .tables import Problem, StudiesValidationError, ValidationReport, _parse_bib, _read, _Row
+from .tables import (
+    Problem,
+    StudiesValidationError,
+    ValidationReport,
+    _parse_bib,
+    _read,
+    _Row,
+    typed_frame,
+)
 from .validate import _validate, convert_r
 
 __all__ = ["AppendResult", "load_studies", "append_rows"]
@@ -36,16 +44,7 @@ __all__ = ["AppendResult", "load_studies", "append_rows"]
 
 
 def _frame(rows: list[_Row], vals: list[dict[str, object]]) -> pd.DataFrame:
-    data: dict[str, object] = {}
-    for f in FIELDS:
-        col = [v[f.name] for v in vals]
-        if f.type == "integer":
-            data[f.name] = pd.array(col, dtype="Int64")
-        elif f.type == "number":
-            data[f.name] = np.array([np.nan if x is None else x for x in col], dtype=float)
-        else:
-            data[f.name] = pd.array(col, dtype="string")
-    df = pd.DataFrame(data)
+    df = typed_frame(FIELDS, vals)
     n_eff = np.where((df["r_kind"] == "partial").to_numpy(dtype=bool) & np.isfinite(df["df"].to_numpy()),
                      df["df"].to_numpy() + 2.0, df["n"].to_numpy(dtype=float))
     r = convert_r(df["stat_type"].to_numpy(dtype=object), df["stat_value"].to_numpy(),

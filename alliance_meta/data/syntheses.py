@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 
-import numpy as np
 import pandas as pd
 
 from .quotes import number_in_quote
@@ -21,6 +20,7 @@ from .tables import (
     _parse_csv,
     _read,
     _Row,
+    typed_frame,
 )
 
 __all__ = ["validate_syntheses", "load_syntheses"]
@@ -136,13 +136,4 @@ def load_syntheses(path: str | os.PathLike | None = None) -> pd.DataFrame:
     report, _, vals = _validate(studies_dir(path))
     if not report.ok:
         raise StudiesValidationError(report, "load_syntheses")
-    data: dict[str, object] = {}
-    for f in SYNTHESES_FIELDS:
-        col = [v[f.name] for v in vals]
-        if f.type == "integer":
-            data[f.name] = pd.array(col, dtype="Int64")
-        elif f.type == "number":
-            data[f.name] = np.array([np.nan if x is None else x for x in col], dtype=float)
-        else:
-            data[f.name] = pd.array(col, dtype="string")
-    return pd.DataFrame(data)
+    return typed_frame(SYNTHESES_FIELDS, vals)

@@ -281,3 +281,17 @@ def _check_cells(row: _Row, out: list[Problem], fields: tuple[Field, ...] = FIEL
         val[f.name] = x
     return val
 
+
+def typed_frame(fields, vals: list[dict[str, object]]) -> pd.DataFrame:
+    """The checked values of a table as a DataFrame typed by its schema: integers as nullable
+    ``Int64``, numbers as float (NaN when empty), text as ``string``."""
+    data: dict[str, object] = {}
+    for f in fields:
+        col = [v[f.name] for v in vals]
+        if f.type == "integer":
+            data[f.name] = pd.array(col, dtype="Int64")
+        elif f.type == "number":
+            data[f.name] = np.array([np.nan if x is None else x for x in col], dtype=float)
+        else:
+            data[f.name] = pd.array(col, dtype="string")
+    return pd.DataFrame(data)
