@@ -234,3 +234,34 @@ def test_committed_tables_match_a_fresh_run(tmp_path):
     stale = [str(c.relative_to(ROOT)) for c, f in zip(committed, fresh, strict=True)
              if c.read_bytes() != f.read_bytes()]
     assert not stale, f"committed tables differ from a fresh run (run `make run`): {stale}"
+
+
+NB_SHARED = """\
+import os
+from pathlib import Path
+import matplotlib
+Path(output_dir, "tables").mkdir(parents=True, exist_ok=True)
+seen = "leaked" if "marker" in dir() else "clean"
+marker = value
+size = matplotlib.rcParams["font.size"]
+matplotlib.rcParams["font.size"] = 3.0
+Path(output_dir, "tables", "t.csv").write_text(f"{seen} {size} {os.getpid()} {os.getcwd()}")
+"""
+
+
+def test_runs_share_a_kernel_but_not_its_state(project):
+    """Issue 16: a worker's runs share one kernel (kernel start-up and imports were a third of
+    a forced run), each starting from a fresh kernel's state: no name of the previous notebook,
+    matplotlib's start-up rcParams, the notebook's folder as working directory."""
+    _notebook(project / "nb" / "ok.ipynb", NB_SHARED)
+    _notebook(project / "nb" / "other.ipynb", NB_SHARED)
+    assert run_pipeline(project / "pipeline.yml", progress=False, jobs=1).ok
+    seen = [(project / "out" / r / "tables" / "t.csv").read_text().split()
+            for r in ("ok-one", "ok-two", "other")]
+    assert [s[0] for s in seen] == ["clean"] * 3
+    assert len({s[1] for s in seen}) == 1 and seen[0][1] != "3.0"
+    assert len({s[2] for s in seen}) == 1  # one kernel process
+    assert {s[3] for s in seen} == {str(project / "nb")}
+    # numbered as in a fresh kernel
+    nb = nbformat.read(project / "out" / "other" / "notebook.ipynb", as_version=4)
+    assert [c.execution_count for c in nb.cells] == [1, 2, 3]

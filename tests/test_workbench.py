@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import alliance_meta as am
+from alliance_meta.workflow import by_sample as bs
 from alliance_meta.workflow import moderators as md
 from alliance_meta.workflow import syntheses as sy
 from alliance_meta.workflow import workbench as wb
@@ -65,8 +66,8 @@ def test_three_level_falls_back_to_random_effects_and_says_so():
     assert two.result.estimate == pytest.approx(ref2.estimate, rel=1e-12)
     assert "falls back" in two.note and "fallback" in two.label
     # its follow-ups by sample still run (a loop of headline fits)
-    assert len(wb.leave_one_sample_out(hm)) == len(d)
-    assert wb.cumulative_by_sample(hm)["k"].iloc[-1] == len(d)
+    assert len(bs.leave_one_sample_out(hm)) == len(d)
+    assert bs.cumulative_by_sample(hm)["k"].iloc[-1] == len(d)
 
 
 def test_robust_and_aggregate_headlines(df):
@@ -84,7 +85,7 @@ def test_robust_and_aggregate_headlines(df):
 
 def test_leave_one_sample_out_drops_whole_samples(df):
     hm = wb.headline_model(df)
-    loso = wb.leave_one_sample_out(hm)
+    loso = bs.leave_one_sample_out(hm)
     assert len(loso) == df["sample_id"].nunique()
     for _, row in loso.iterrows():
         rest = df[df["sample_id"] != row["sample_id"]]
@@ -95,7 +96,7 @@ def test_leave_one_sample_out_drops_whole_samples(df):
 
 def test_cumulative_by_sample_ends_at_the_headline(df):
     hm = wb.headline_model(df)
-    cum = wb.cumulative_by_sample(hm)
+    cum = bs.cumulative_by_sample(hm)
     assert list(cum["sample_id"]) == list(df.drop_duplicates("sample_id")
                                           .sort_values("year")["sample_id"])
     assert cum["note"].iloc[0].startswith("not estimable")  # one sample: no three-level fit

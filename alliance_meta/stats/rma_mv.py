@@ -411,6 +411,7 @@ def three_level(
     level: float = 0.95,
     measure: str = "ZCOR",
     dfs: str = "residual",
+    sigma2_init: Sequence[float] | None = None,
 ) -> ThreeLevelResult:
     """Fit the three-level model by REML or ML (metafor's
     ``rma.mv(yi, vi, mods=, random = ~ 1 | cluster/effect, method=, test=, dfs=)``).
@@ -419,7 +420,11 @@ def three_level(
     (see :func:`_contain_dfs`); ``dfs="contain"`` implies ``test="t"``, as in metafor. ``mods``
     is a DataFrame with ``formula`` or a numeric matrix (an intercept is added in front).
     When every sample has one effect, the model is fitted as random effects and says so
-    (``fallback``; see :data:`FALLBACK_MESSAGE`).
+    (``fallback``; see :data:`FALLBACK_MESSAGE`). ``sigma2_init`` (metafor's
+    ``control = list(sigma2.init = )``) starts the optimiser at (sigma2_between,
+    sigma2_within), e.g. a fit to a superset of the data: Newton steps from there, accepted only
+    at the same stationarity criterion as a cold start (else the cold start runs), make the
+    refits of leave-one-out and cumulative analyses several times faster.
     """
     who = "three_level"
     if method not in ("REML", "ML"):
@@ -454,7 +459,13 @@ def three_level(
     reml = method == "REML"
     fallback = bl.m == k
     prob = _Problem(y, v, X, bl, reml)
-    theta, ok = prob.fit({1: 0.0} if fallback else None)
+    start = None
+    if sigma2_init is not None:
+        start = np.asarray(sigma2_init, dtype=float)
+        if start.shape != (2,) or not np.all(np.isfinite(start)) or np.any(start < 0):
+            raise ValueError(f"{who}: sigma2_init must be two finite values >= 0, got "
+                             f"{sigma2_init!r}")
+    theta, ok = prob.fit({1: 0.0} if fallback else None, start=start)
     if not ok:
         raise ConvergenceError(f"{who}: optimiser did not converge")
     pc = prob.pieces(theta)

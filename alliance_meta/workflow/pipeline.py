@@ -33,6 +33,8 @@ from pathlib import Path
 
 import yaml
 
+from . import kernels
+
 __all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site"]
 
 
@@ -185,9 +187,17 @@ def _clean_notebook(nb_path: Path, run: Run, cfg: Config, work: Path) -> None:
     pm["input_path"] = run.notebook.relative_to(cfg.root).as_posix()
     pm["output_path"] = f"{cfg.output_dir.name}/{run.name}/notebook.ipynb"
     pm["parameters"] = {k: v for k, v in pm.get("parameters", {}).items() if k != "output_dir"}
+    count = 0
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        # numbered 1, 2, ... as in a fresh kernel (a reused kernel's counter runs on)
+        if cell.cell_type == "code" and cell.get("execution_count") is not None:
+            count += 1
+            cell.execution_count = count
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "execute_result":
+                    o["execution_count"] = count
     nb.metadata.pop("widgets", None)
     # the stored notebook links the figures beside it (JupyterLab resolves the relative path)
     # instead of embedding a base64 copy of every PNG: at 300 effects those copies made half
@@ -282,12 +292,14 @@ def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
     t0 = time.perf_counter()
     log = tmp_root / f"{run.name}.{os.getpid()}.log"
     try:
-        # the kernel inherits this worker's stdout/stderr: both go to a file, of which only
-        # the lines that matter reach the user (see _NOISE)
+        # this worker's output goes to a file, and its kernel's to another, of which only the
+        # lines that matter reach the user (see _NOISE)
         with _captured_output(log):
+            # the worker's kernel, started by its first run and reset for each (see kernels)
+            km = kernels.worker_kernel(run.notebook.parent, tmp_root / f"kernel.{os.getpid()}.log")
             pm.execute_notebook(
                 str(run.notebook), str(nb_out), parameters=params, kernel_name="python3",
-                progress_bar=False, cwd=str(run.notebook.parent), log_output=False,
+                progress_bar=False, cwd=str(run.notebook.parent), log_output=False, km=km,
             )
             t1 = time.perf_counter()
             cells = _cell_seconds(nb_out)
@@ -299,8 +311,10 @@ def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
                                   "html_s": time.perf_counter() - t2})
     except Exception as e:  # report, keep the previous outputs
         shutil.rmtree(work, ignore_errors=True)
+        kernels.discard_kernel()  # its state is unknown: the next run starts a new one
         msg = _describe_failure(e)
-        return {"name": run.name, "status": "failed", "error": msg, "log": _read_log(log),
+        return {"name": run.name, "status": "failed", "error": msg,
+                "log": _read_log(log, kernels.kernel_output()),
                 "seconds": time.perf_counter() - t0}
     final = out / run.name
     old = tmp_root / f"{run.name}.old.{os.getpid()}"
@@ -308,7 +322,8 @@ def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
         os.replace(final, old)
     os.replace(work, final)
     shutil.rmtree(old, ignore_errors=True)
-    return {"name": run.name, "status": "ok", "hash": digest, "log": _read_log(log),
+    return {"name": run.name, "status": "ok", "hash": digest,
+            "log": _read_log(log, kernels.kernel_output()),
             "seconds": time.perf_counter() - t0}
 
 
@@ -333,14 +348,16 @@ def _captured_output(path: Path) -> Iterator[None]:
         os.close(saved[1])
 
 
-def _read_log(path: Path) -> list[str]:
-    """The captured lines that are the user's concern (blank lines and _NOISE dropped)."""
+def _read_log(path: Path, extra: str = "") -> list[str]:
+    """The captured lines (of the file, then ``extra``: the kernel's) that are the user's
+    concern (blank lines and _NOISE dropped)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return []
+        text = ""
     finally:
         path.unlink(missing_ok=True)
+    text += extra
     return [ln.rstrip() for ln in text.splitlines()
             if ln.strip() and not any(n in ln for n in _NOISE)]
 

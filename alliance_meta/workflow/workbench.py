@@ -23,8 +23,7 @@ import pandas as pd
 
 from ..data import load_studies, studies_dir
 from ..stats.escalc import aggregate
-from ..stats.influence import cumulative, influence, leave_one_out
-from ..stats.rma import RandomEffectsResult, random_effects
+from ..stats.rma import random_effects
 from ..stats.rma_mv import three_level
 from ..stats.robust import robust
 from . import report as _report
@@ -43,10 +42,6 @@ __all__ = [
     "sensitivity_table",
     "forest",
     "funnel",
-    "leave_one_sample_out",
-    "cumulative_by_sample",
-    "influence_by_sample",
-    "without_samples",
     "write_report",
     "counts",
     "pooled_models",
@@ -264,7 +259,8 @@ _FALLBACK = ("Every sample contributes one effect ({m} samples), so the three-le
 
 
 def headline_model(df: pd.DataFrame, dependence: str = "three-level", method: str = "REML",
-                   rho: float = 0.5, level: float = 0.95, dfs: str = "contain") -> HeadlineModel:
+                   rho: float = 0.5, level: float = 0.95, dfs: str = "contain",
+                   sigma2_init: Sequence[float] | None = None) -> HeadlineModel:
     """Fit the run's headline model to the effects in ``df`` (columns ``yi``, ``vi``,
     ``sample_id``, ``study_id``, ``label``, ``n``, ``year``).
 
@@ -282,6 +278,9 @@ def headline_model(df: pd.DataFrame, dependence: str = "three-level", method: st
     - ``"aggregate"``: one composite per sample with within-sample correlation ``rho``
       (``am.aggregate``; Borenstein et al. 2009, ch. 24), pooled by random effects with a
       Knapp-Hartung t-test.
+
+    ``sigma2_init`` starts a three-level fit there (a refit on a subset, see
+    :mod:`.by_sample`); the estimates are the same.
     """
     if dependence not in DEPENDENCE:
         raise ValueError(f"headline_model: dependence must be one of {DEPENDENCE}, not "
@@ -297,7 +296,7 @@ def headline_model(df: pd.DataFrame, dependence: str = "three-level", method: st
         note = ("" if tl_method == method else
                 f"The three-level model is fitted by REML ({method} is for random effects only).")
         tl = attempt("three-level", three_level, y, v, s, method=tl_method, level=level,
-                     **_tl_options("t", dfs))
+                     sigma2_init=sigma2_init, **_tl_options("t", dfs))
         if not tl.ok and m == len(df):  # too few effects for three_level's own fallback
             re = random_effects(y, v, method=method, test="knha", level=level,
                                 labels=list(df["label"]))
@@ -405,105 +404,6 @@ def funnel(hm: HeadlineModel, trimfill=None, title: str | None = None):
     pts = "Per-sample composites" if hm.dependence == "aggregate" else "Effects"
     return funnel_plot(hm.result, trimfill=trimfill, yi=p["yi"], vi=p["vi"], points_label=pts,
                        model_label=hm.label, title=title)
-
-
-# ---------------------------------------------------------------------------------------------
-# sensitivity by sample
-
-
-def _refit(hm: HeadlineModel, keep: np.ndarray) -> HeadlineModel:
-    return headline_model(hm.effects[keep], hm.dependence, hm.method, hm.rho, hm.level)
-
-
-def _row(fit: Attempt, hm: HeadlineModel) -> dict[str, Any]:
-    if not fit.ok:
-        return {"note": f"not estimable: {fit.reason}"}
-    h = fit.result.headline(variance_cis=False)  # one refit per row: no profile CIs needed
-    return {"k": h.k, "n_samples": h.n_samples, "estimate": h.estimate, "se": h.se,
-            "pval": h.pval, "r": h.r, "r_ci_lb": h.r_ci_lb, "r_ci_ub": h.r_ci_ub,
-            "ci_lb": np.arctanh(h.r_ci_lb), "ci_ub": np.arctanh(h.r_ci_ub), "tau2": h.tau2,
-            "I2": h.I2, "model": fit.result.label, "note": fit.result.note or np.nan}
-
-
-_BY_SAMPLE = ["label", "sample_id", "k", "n_samples", "estimate", "se", "pval", "ci_lb", "ci_ub",
-              "r", "r_ci_lb", "r_ci_ub", "tau2", "I2", "model", "note"]
-
-
-def _sample_order(hm: HeadlineModel) -> list:
-    e = hm.effects
-    first = e.drop_duplicates("sample_id")
-    return list(first.sort_values(["year", "sample_id"], kind="stable")["sample_id"])
-
-
-def _sample_label(hm: HeadlineModel, s) -> str:
-    e = hm.effects
-    row = e.loc[e["sample_id"] == s].iloc[0]
-    many = e.loc[e["study_id"] == row["study_id"], "sample_id"].nunique() > 1
-    return str(row["label"]).split(" [")[0] + (f" [{s}]" if many else "")
-
-
-def _stats_floor_by_sample(hm: HeadlineModel) -> bool:
-    """True when the stats floor's batched follow-ups work on the samples themselves: the model
-    pools one unit per sample (composites, or the one-effect-per-sample fallback)."""
-    return hm.dependence == "aggregate" or (isinstance(hm.fit, RandomEffectsResult)
-                                            and hm.dependence == "three-level")
-
-
-def leave_one_sample_out(hm: HeadlineModel) -> pd.DataFrame:
-    """The headline model refitted without each sample in turn (all its effects leave
-    together). Columns: ``label`` (the sample left out), ``k``, ``n_samples``, ``estimate``,
-    ``ci_lb``, ``ci_ub`` (Fisher z), ``r`` with CI, heterogeneity, ``model``, ``note``.
-
-    When the model pools one unit per sample this is ``am.leave_one_out`` (batched); for the
-    three-level and CR2 fits it is a loop of headline fits, one per sample left out (the same
-    model, test and df rule), not new statistics."""
-    if _stats_floor_by_sample(hm):
-        t = leave_one_out(hm.fit)
-        t = t.assign(label=t["study"].astype(str), k=len(hm.points) - 1,
-                     n_samples=len(hm.points) - 1, model=hm.label)
-        return t
-    rows = []
-    for s in _sample_order(hm):
-        keep = (hm.effects["sample_id"] != s).to_numpy()
-        rows.append({"label": _sample_label(hm, s), "sample_id": s,
-                     **_row(attempt("refit", _refit, hm, keep), hm)})
-    return pd.DataFrame(rows).reindex(columns=_BY_SAMPLE)
-
-
-def cumulative_by_sample(hm: HeadlineModel) -> pd.DataFrame:
-    """Cumulative meta-analysis by sample: samples added in order of publication year (ties
-    in data order), the headline model refitted after each; a sample's effects enter together.
-    ``am.cumulative`` when the model pools one unit per sample, else a loop of headline fits;
-    rows where the model cannot yet be fitted say why."""
-    if _stats_floor_by_sample(hm):
-        t = cumulative(hm.fit, order=hm.points["year"].to_numpy(float))
-        return t.assign(label=t["study"].astype(str), model=hm.label)
-    rows, seen = [], []
-    for j, s in enumerate(_sample_order(hm), start=1):
-        seen.append(s)
-        keep = hm.effects["sample_id"].isin(seen).to_numpy()
-        rows.append({"order": j, "label": _sample_label(hm, s), "sample_id": s,
-                     **_row(attempt("refit", _refit, hm, keep), hm)})
-    return pd.DataFrame(rows).reindex(columns=["order", *_BY_SAMPLE])
-
-
-def influence_by_sample(hm: HeadlineModel) -> tuple[pd.DataFrame, str]:
-    """Influence diagnostics (``am.influence``: studentized residuals, DFFITS, Cook's distance,
-    covariance ratio, hat values, metafor's flagging rule) per sample, and the model they come
-    from. The stats floor has them for random-effects fits only, so for the three-level and
-    CR2 headlines they are computed on one composite per sample (``rho`` of the run): the same
-    samples, a model without the within-sample level; the returned label says so."""
-    own = _stats_floor_by_sample(hm)
-    m = hm if own else headline_model(hm.effects, "aggregate", hm.method, hm.rho, hm.level)
-    t = influence(m.fit).assign(label=lambda d: d["study"].astype(str),
-                                sample_id=m.points["sample_id"].to_numpy())
-    return t, m.label + ("" if own else " (not available for the headline's own model)")
-
-
-def without_samples(hm: HeadlineModel, samples: Sequence) -> Attempt:
-    """The headline model refitted without the effects of ``samples``."""
-    keep = ~hm.effects["sample_id"].isin(list(samples)).to_numpy()
-    return attempt("without", _refit, hm, keep)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ matplotlib.use("Agg")
 
 import alliance_meta as am
 from alliance_meta import plots
+from alliance_meta.workflow import by_sample as bs
 from alliance_meta.workflow import workbench as wb
 
 out = wb.Outputs(output_dir, formats)
@@ -57,7 +58,7 @@ hm
 # ## Leave one sample out
 
 # %%
-loso = wb.attempt("leave one sample out", wb.leave_one_sample_out, hm)
+loso = wb.attempt("leave one sample out", bs.leave_one_sample_out, hm)
 if loso.ok:
     out.table(loso.result, "leave_one_sample_out",
               "The headline model refitted without each sample in turn", hm.label)
@@ -72,7 +73,7 @@ else:
 # ## Cumulative meta-analysis by sample
 
 # %%
-cum = wb.attempt("cumulative by sample", wb.cumulative_by_sample, hm)
+cum = wb.attempt("cumulative by sample", bs.cumulative_by_sample, hm)
 if cum.ok:
     out.table(cum.result, "cumulative_by_sample",
               "Cumulative meta-analysis: samples added in order of publication year", hm.label)
@@ -88,7 +89,7 @@ else:
 # ## Influence per sample
 
 # %%
-inf = wb.attempt("influence", wb.influence_by_sample, hm)
+inf = wb.attempt("influence", bs.influence_by_sample, hm)
 if inf.ok:
     table, inf_model = inf.result
     print("Influence diagnostics from:", inf_model)
@@ -110,7 +111,7 @@ if inf.ok:
     flagged = list(table.loc[table["inf"], "sample_id"])
     print("flagged:", list(table.loc[table["inf"], "label"]) or "none")
     if flagged:
-        without = wb.without_samples(hm, flagged)
+        without = bs.without_samples(hm, flagged)
         out.table(wb.headline_table({"all samples": hm, f"without {len(flagged)} flagged":
                                      without}),
                   "without_flagged", "The headline without the flagged samples", hm.label)
