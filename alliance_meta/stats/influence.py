@@ -120,7 +120,8 @@ def _leave_one_sample_out(res: ThreeLevelResult) -> pd.DataFrame:
             raise ValueError(f"{who}: leaving out sample {lab!r} leaves fewer than 3 effects")
         f = three_level(res.yi[keep], res.vi[keep], res.cluster[keep], method=res.method,
                         test=res.test, level=res.level, measure=res.measure,
-                        dfs=res.dfs_method or "residual")
+                        dfs=res.dfs_method or "residual",
+                        sigma2_init=(res.sigma2_between, res.sigma2_within))
         rows.append({
             "study": lab, "k": int(keep.sum()), "estimate": f.estimate, "se": f.se,
             "zval": f.zval, "pval": f.pval, "ci_lb": f.ci_lb, "ci_ub": f.ci_ub,
