@@ -922,6 +922,25 @@ def test_moderator_distribution_structure():
         am.plots.moderator_distribution(df, ["design"])
 
 
+def test_moderator_distribution_many_effects_jittered_in_their_rows():
+    """Issue 16: above SWARM_MAX effects the points are jittered deterministically (a swarm of
+    hundreds overflowed its row and took seconds); every effect stays at its r, in its row."""
+    from alliance_meta.viz.dataset import SWARM_MAX
+
+    df = pd.concat([_synthetic_dataset()] * (SWARM_MAX // 10 + 1), ignore_index=True)
+    assert len(df) > SWARM_MAX
+    fig = am.plots.moderator_distribution(df, ["format"])
+    ax = fig.axes[0]
+    off = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
+    np.testing.assert_allclose(np.sort(off[:, 0]), np.sort(df.r))
+    rows = {t.get_text().split(" (")[0]: t.get_position()[1] for t in ax.get_yticklabels()}
+    for lv, y in zip(df.format, off[:, 1], strict=True):
+        assert abs(y - rows[lv]) < 0.3
+    again = am.plots.moderator_distribution(df, ["format"]).axes[0]
+    np.testing.assert_array_equal(
+        np.concatenate([c.get_offsets() for c in again.collections if len(c.get_offsets())]), off)
+
+
 def test_save_figure_caps_png_size(tmp_path):
     d = synthetic(150)
     fig = plots.forest_plot(am.random_effects(d.yi, d.vi), full=True)

@@ -21,6 +21,14 @@ from .theme import INK, PALETTE, _finish, _integer_ticks, _new_figure, _text_wid
 
 DEFAULT_COLUMNS = ("modality", "format", "alliance_rater", "outcome_rater")
 _UNITS = ("effects", "samples")
+#: Above this many effects moderator_distribution draws jittered points instead of a swarm.
+SWARM_MAX = 120
+
+
+def _jitter(n: int, width: float = 0.5) -> np.ndarray:
+    """Deterministic vertical offsets in (-width/2, width/2): the golden-ratio sequence, so
+    the figure is the same on every run without a random generator."""
+    return ((np.arange(n) * 0.6180339887498949) % 1.0 - 0.5) * width
 
 
 def _rows(df, unit: str, who: str) -> pd.DataFrame:
@@ -140,8 +148,9 @@ def moderator_distribution(
     title: str | None = None,
 ) -> Figure:
     """The effects across the levels of each categorical moderator: one panel per moderator,
-    one row per level labelled with its k, every effect as a point (a seaborn swarm, so the
-    picture is deterministic) at its correlation and a box of its spread. ``value`` is the
+    one row per level labelled with its k, every effect as a point (a seaborn swarm; above
+    ``SWARM_MAX`` effects points with a deterministic vertical jitter, which a swarm of hundreds
+    overflows) at its correlation and a box of its spread. ``value`` is the
     column drawn (default ``r`` when present, else tanh of ``yi``). Levels with fewer than
     ``min_k_interpret`` effects are marked with a dagger ("not interpreted", as the moderator
     tables flag them); missing values show as "not reported". ``title`` names the subset."""
@@ -192,10 +201,15 @@ def moderator_distribution(
                 warnings.simplefilter("ignore", DeprecationWarning)
                 sns.boxplot(data=frame, x="x", y="level", order=order, ax=ax, color="0.92",
                             linecolor="0.45", width=0.6, fliersize=0, linewidth=0.7)
-            with warnings.catch_warnings():  # crowded levels: seaborn warns, points still drawn
-                warnings.simplefilter("ignore", UserWarning)
-                sns.swarmplot(data=frame, x="x", y="level", order=order, ax=ax, size=3.2,
-                              color=PALETTE[0], edgecolor=INK, linewidth=0.3)
+            if len(frame) <= SWARM_MAX:
+                with warnings.catch_warnings():  # crowded levels: seaborn warns, still drawn
+                    warnings.simplefilter("ignore", UserWarning)
+                    sns.swarmplot(data=frame, x="x", y="level", order=order, ax=ax, size=3.2,
+                                  color=PALETTE[0], edgecolor=INK, linewidth=0.3)
+            else:  # a swarm of hundreds of points overflows its row and takes seconds
+                row = frame["level"].map({lv: i for i, lv in enumerate(order)}).to_numpy(float)
+                ax.scatter(frame["x"], row + _jitter(len(frame)), s=7, color=PALETTE[0],
+                           edgecolors=INK, linewidths=0.2, alpha=0.7, zorder=3)
             ax.axvline(0, color="0.6", lw=0.6, ls=(0, (4, 2)), zorder=0, gid="null_line")
             ax.set_xlim(min(lo - pad, -pad), hi + pad)
             ax.set_ylabel("")
