@@ -49,9 +49,9 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 DURATIONS = ".cache/durations.json"  # seconds of each run's last execution (not committed)
-# PNG for the site and the notebooks, PDF (vector, small) for manuscripts; SVG on request:
-# at 300 effects its text-as-paths made it as large as the PNG and ten times the PDF
-DEFAULT_FORMATS = ["png", "pdf"]
+# PNG for the site and the notebooks; PDF (vector, for a manuscript) and SVG on request:
+# every format is drawn on every run (at 300 effects PDF added 1.3 MB and seconds per run)
+DEFAULT_FORMATS = ["png"]
 TIMINGS_ENV = "ALLIANCE_META_TIMINGS"  # a file to which each run appends where its time went
 # Lines of a run's kernel and worker output that are not the user's concern, dropped from the
 # progress output; everything else (papermill's "Passed unknown parameter", a library's

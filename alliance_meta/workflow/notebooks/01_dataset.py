@@ -25,7 +25,7 @@
 data_path = None  # studies folder or effects.csv path, None means the repository studies folder
 subset = ""  # pandas query over the study columns, empty means all rows
 effects = "all"  # "all", "zero-order" or "partial"
-formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
+formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/01_dataset"  # where tables and figures go
 
 # %%

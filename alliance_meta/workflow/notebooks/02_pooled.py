@@ -33,7 +33,7 @@ dependence = "three-level"  # headline model: "three-level", "robust" (CR2) or "
 rho = 0.5  # assumed correlation between effects of one sample (aggregate)
 rhos = [0.2, 0.5, 0.8]  # correlations shown in the sensitivity table
 title = ""  # names the subset in figure titles and the report, empty: from subset/effects
-formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
+formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/02_pooled"  # where tables and figures go
 
 # %%

@@ -37,7 +37,7 @@ moderators = ["r_kind", "alliance_rater", "outcome_rater", "alliance_timing", "m
 continuous = ["year"]  # continuous moderators, centred at their mean
 n_perm = 1000  # permutations for the permutation p-values
 seed = 0  # random seed of the permutation test
-formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
+formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/03_moderators"  # where tables and figures go
 
 # %%

@@ -30,7 +30,7 @@ effects = "all"  # "all", "zero-order" or "partial"
 method = "REML"  # tau2 estimator (REML or ML for the three-level model)
 dependence = "three-level"  # headline model: "three-level", "robust" (CR2) or "aggregate"
 rho = 0.5  # assumed correlation between effects of one sample (composites)
-formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
+formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/04_publication_bias"  # where tables and figures go
 
 # %%

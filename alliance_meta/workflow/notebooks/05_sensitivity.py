@@ -32,7 +32,7 @@ method = "REML"  # tau2 estimator (REML or ML for the three-level model)
 dependence = "three-level"  # headline model: "three-level", "robust" (CR2) or "aggregate"
 rho = 0.5  # assumed correlation between effects of one sample (composites)
 rhos = [0.2, 0.5, 0.8]  # correlations shown in the dependence sensitivity table
-formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
+formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/05_sensitivity"  # where tables and figures go
 
 # %%

@@ -35,7 +35,7 @@ level = 0.95  # confidence level; significance means p < 1 - level
 seed = 0  # recorded with the result (no step of these factors is random)
 scheduler = None  # Dask scheduler address such as tcp://host:8786; None computes locally
 n_jobs = 1  # local processes when scheduler is None (-1: one per core)
-formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
+formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/06_multiverse"  # where tables and figures go
 
 # %%

@@ -31,7 +31,7 @@ dependence = "three-level"  # our headline model: "three-level", "robust" (CR2) 
 method = "REML"  # tau2 estimator of our headline and of the second-order summaries
 rho = 0.5  # assumed correlation between effects of one sample (aggregate)
 ours = {"adult-general": "", "CBT": "modality == 'CBT'", "youth": "population == 'child-adolescent'", "group": "format == 'group'", "internet": "delivery == 'internet'", "teletherapy": "delivery == 'video'"}  # population -> subset of our effects (one line: papermill reads parameters line by line)
-formats = ["png", "pdf"]  # figure formats (add "svg" for a vector copy for the web)
+formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/07_syntheses"  # where tables and figures go
 
 # %%
