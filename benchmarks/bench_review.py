@@ -156,7 +156,7 @@ def _size_mb(folder: Path) -> float:
 def _estimable_share(outputs: Path) -> tuple[float, int] | None:
     """Share of the multiverse's specifications that gave an estimate (status ok) and their
     number, from the run's table (impossible combinations are not specifications)."""
-    t = outputs / "06_multiverse" / "tables" / "multiverse.csv"
+    t = outputs / "06_multiverse" / "tables" / "multiverse.csv.gz"
     if not t.exists():
         return None
     status = pd.read_csv(t, usecols=["status"])["status"]

@@ -166,3 +166,17 @@ def test_syntheses_forest_draws_every_converted_estimate_and_ours():
     assert gids.count("ours") == 1 and gids.count("prediction_interval") == 1
     texts = [t.get_text() for t in fig.texts]
     assert any("(d = 0.5)" in t for t in texts) and "D" not in texts
+
+
+def test_compressed_table_is_deterministic_and_readable(tmp_path, df):
+    """Issue 16: the multiverse's table of thousands of rows is written as .csv.gz without a
+    time stamp, so identical runs give identical bytes; pandas reads it back as written."""
+    a, b = wb.Outputs(tmp_path / "a", ["png"]), wb.Outputs(tmp_path / "b", ["png"])
+    for out in (a, b):
+        out.table(df, "big", "a caption", compress=True)
+    pa, pb = tmp_path / "a/tables/big.csv.gz", tmp_path / "b/tables/big.csv.gz"
+    assert pa.read_bytes() == pb.read_bytes()
+    assert not (tmp_path / "a/tables/big.csv").exists()
+    back = pd.read_csv(pa)
+    np.testing.assert_allclose(back["yi"], df["yi"], rtol=1e-9)
+    assert list(back.columns) == list(df.columns)

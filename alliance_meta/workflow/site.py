@@ -300,14 +300,16 @@ def _tables(run_dir: Path, run: str, prefix: str = "") -> list[str]:
     tdir = run_dir / "tables"
     caps = read_captions(tdir)
     out = []
-    for i, p in enumerate(sorted(tdir.glob(f"{prefix}*.csv")), 1):
+    files = sorted([*tdir.glob(f"{prefix}*.csv"), *tdir.glob(f"{prefix}*.csv.gz")])
+    for i, p in enumerate(files, 1):
         try:
-            df = pd.read_csv(p)
+            df = pd.read_csv(p)  # a .csv.gz too (a table of thousands of rows)
         except (pd.errors.EmptyDataError, pd.errors.ParserError):
             continue
-        cap = caps.get(p.stem, {})
+        stem = p.name.split(".csv")[0]
+        cap = caps.get(stem, {})
         note = " ".join(x for x in (cap.get("model") and f"Model: {cap['model']}.",) if x)
-        out.append(apa_table(df, number=i, title=cap.get("caption") or p.stem.replace("_", " "),
+        out.append(apa_table(df, number=i, title=cap.get("caption") or stem.replace("_", " "),
                              note=note, max_rows=_MAX_TABLE_ROWS,
                              csv_href=f"../{run}/tables/{p.name}"))
     return out

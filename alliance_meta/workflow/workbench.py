@@ -132,12 +132,22 @@ class Outputs:
         (self.dir / "tables").mkdir(parents=True, exist_ok=True)
         (self.dir / "figures").mkdir(parents=True, exist_ok=True)
 
-    def table(self, df: pd.DataFrame, name: str, caption: str = "",
-              model: str = "") -> pd.DataFrame:
+    def table(self, df: pd.DataFrame, name: str, caption: str = "", model: str = "",
+              compress: bool = False) -> pd.DataFrame:
         """Write a CSV with a fixed number format (byte-identical for identical inputs); a
-        caption (and the model that produced the numbers) goes to tables/captions.json."""
-        df.to_csv(self.dir / "tables" / f"{name}.csv", index=False, float_format="%.10g",
-                  lineterminator="\n")
+        caption (and the model that produced the numbers) goes to tables/captions.json.
+        ``compress`` writes ``<name>.csv.gz`` instead (no time stamp, so still byte-identical;
+        pandas and R's read.csv read it as it is): for tables of thousands of rows, such as
+        the multiverse's, that no one diffs by eye."""
+        text = df.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+        path = self.dir / "tables" / f"{name}.csv"
+        if compress:
+            import gzip
+
+            path.with_name(path.name + ".gz").write_bytes(
+                gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
+        else:
+            path.write_text(text, encoding="utf-8")
         if caption:
             _report.record_caption(self.dir, name, caption, model, kind="tables")
         return df

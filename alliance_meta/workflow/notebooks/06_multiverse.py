@@ -67,7 +67,7 @@ print("factors: " + "; ".join(f"{k} ({len(v)})" for k, v in factors.items()))
 res = am.multiverse(df, factors, scheduler=scheduler, seed=seed, level=level, rho=rho,
                     n_jobs=n_jobs, vocabularies=am.data.ENUMS)
 out.table(res.table, "multiverse", "Every specification: its choices, estimate, CI and status",
-          "one model per specification")
+          "one model per specification", compress=True)  # tables/multiverse.csv.gz
 res
 
 # %% [markdown]
