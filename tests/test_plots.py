@@ -952,3 +952,43 @@ def test_save_figure_caps_png_size(tmp_path):
     uncapped = plots.save_figure(fig, tmp_path / "tall_full", formats=("png",), max_png_side=None)
     h2 = int.from_bytes(uncapped["png"].read_bytes()[20:24], "big")
     assert h2 > 4000
+
+
+def _many_samples(m: int, per: int = 2, seed: int = 5) -> pd.DataFrame:
+    """SYNTHETIC effects: m samples of ``per`` effects (for the workbench's forest figures)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for j in range(m):
+        n, u = int(rng.integers(40, 300)), rng.normal(0, 0.08)
+        for _ in range(per):
+            rows.append({"study_id": f"S{j}", "sample_id": f"S{j}_s1", "label": f"Study {j}",
+                         "n": n, "year": 1990 + j % 30, "yi": 0.3 + u + rng.normal(0, 0.05),
+                         "vi": 1 / (n - 3)})
+    return pd.DataFrame(rows)
+
+
+def test_workbench_forest_figures_page_above_max_rows():
+    """Issue 16: no forest figure has more than MAX_ROWS rows. 40 SYNTHETIC samples of 2
+    effects: one row per sample, one figure; 150 samples: one row per sample across pages,
+    every sample once, the pooled rows on the last; full=True adds every effect, paged."""
+    from alliance_meta.viz.forest import MAX_ROWS
+    from alliance_meta.workflow import workbench as wb
+
+    small = wb.forest_figures(wb.headline_model(_many_samples(40)))
+    assert list(small) == ["forest"]
+    assert len(by_gid(main_ax(small["forest"]), "study_markers")[0].get_offsets()) == 40
+    hm = wb.headline_model(_many_samples(150))
+    figs = wb.forest_figures(hm, title="SYNTHETIC", full=True)
+    pages = [f for n, f in figs.items() if n.startswith("forest_page")]
+    full = [f for n, f in figs.items() if n.startswith("forest_full_page")]
+    assert list(figs)[:len(pages)] == [f"forest_page{i}" for i in range(1, len(pages) + 1)]
+    rows = [len(by_gid(main_ax(p), "study_markers")[0].get_offsets()) for p in pages]
+    assert sum(rows) == 150 and max(rows) <= MAX_ROWS
+    assert [len(by_gid(main_ax(p), "summary_overall")) for p in pages] == [0] * (
+        len(pages) - 1) + [1]
+    rows_full = [len(by_gid(main_ax(p), "study_markers")[0].get_offsets()) for p in full]
+    assert sum(rows_full) == 300 and max(rows_full) <= MAX_ROWS
+    assert "page 2" in wb.forest_caption("forest_page2", "all effects")
+    assert "every effect" in wb.forest_caption("forest_full_page1", "all effects")
+    for p in pages[:1] + full[:1]:
+        assert_no_overlap(p)

@@ -304,13 +304,9 @@ def forest_plot(
     k = s.yi.size
     collapse = k > max_rows and not full
     too_long = None
-    if collapse and s.group is None:
-        cluster = getattr(res, "cluster", None)
-        if cluster is not None and np.size(cluster) == k:  # a three-level model: its samples
-            s.group = pd.Series(list(cluster), dtype=object).astype(str).to_numpy()
-            group_name = "sample" if group_name == "subgroup" else group_name
-        else:  # nothing to group by: every effect, and a note on how to shorten the figure
-            collapse = False
+    if collapse:
+        collapse, group_name = _collapse_groups(res, s, group_name)
+        if not collapse:  # nothing to group by: every effect, and how to shorten the figure
             too_long = _Row("caution", f"{k} effects exceed max_rows = {max_rows}: pass groups "
                             "(e.g. the sample) for one row per group, or use forest_pages().")
     body, tail = _rows(m, s, res, sort=sort, collapse=collapse, group_name=group_name,
@@ -325,6 +321,18 @@ def forest_plot(
             ax=ax, title=title, row_height=row_height, plot_width=plot_width,
         )
         return _finish(fig)
+
+
+def _collapse_groups(res, s: _Studies, group_name: str) -> tuple[bool, str]:
+    """Whether a forest can show one row per group, and the groups' name: the given groups,
+    else a three-level model's own samples (set on ``s``)."""
+    if s.group is not None:
+        return True, group_name
+    cluster = getattr(res, "cluster", None)
+    if cluster is not None and np.size(cluster) == s.yi.size:
+        s.group = pd.Series(list(cluster), dtype=object).astype(str).to_numpy()
+        return True, "sample" if group_name == "subgroup" else group_name
+    return False, group_name
 
 
 def forest_pages(
@@ -346,17 +354,24 @@ def forest_pages(
     xlim: tuple[float, float] | None = None,
     row_height: float = _ROW_HEIGHT,
     plot_width: float = 3.0,
+    collapse: bool = False,
 ) -> list[Figure]:
     """Every effect of :func:`forest_plot`, split across pages of at most ``max_rows`` rows
     (same arguments). All pages share one x range; each title ends in "(page i of P)"; the
-    pooled rows, notes and cautions close the last page."""
+    pooled rows, notes and cautions close the last page. ``collapse=True`` pages the rows of
+    :func:`forest_plot`'s grouped form instead: one row per group (``groups``, or a
+    three-level model's samples), for when even the groups are more than ``max_rows``."""
     who = "forest_pages"
     _check_args(who, None, row_height, plot_width, sort, max_rows)
     m = _model(res, who, model_label)
     s = _studies(m, res, who, labels, groups, n, year, yi, vi, data)
     if sort == "year" and s.year is None:
         raise ValueError(f"{who}: sort='year' needs year (or a year column in data)")
-    body, tail = _rows(m, s, res, sort=sort, collapse=False, group_name=group_name,
+    if collapse:
+        collapse, group_name = _collapse_groups(res, s, group_name)
+        if not collapse:
+            raise ValueError(f"{who}: collapse=True needs groups (or a three-level model)")
+    body, tail = _rows(m, s, res, sort=sort, collapse=collapse, group_name=group_name,
                        subgroup_fit=subgroup_fit, row_height=row_height, who=who)
     while body and body[-1].kind == "blank":
         body.pop()
@@ -364,7 +379,7 @@ def forest_pages(
     pages[-1] = pages[-1] + [_Row("blank")] + tail
     f, xlabel, _ = _scale(m.measure, who)
     lims = x_range(body + tail, 0.0, None, (-1.0, 1.0) if m.measure == "ZCOR" else None, xlim)
-    header = _header(m, s, False, "Study")
+    header = _header(m, s, collapse, group_name.capitalize() if collapse else "Study")
     figs = []
     with theme():
         for j, rows in enumerate(pages):

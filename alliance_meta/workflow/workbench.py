@@ -41,6 +41,8 @@ __all__ = [
     "headline_table",
     "sensitivity_table",
     "forest",
+    "forest_figures",
+    "forest_caption",
     "funnel",
     "write_report",
     "counts",
@@ -124,11 +126,16 @@ def labels(df: pd.DataFrame, data_path: str | None = None) -> list[str]:
 
 
 class Outputs:
-    """Where a notebook writes: ``<output_dir>/tables/*.csv`` and ``<output_dir>/figures/*``."""
+    """Where a notebook writes: ``<output_dir>/tables/*.csv`` and ``<output_dir>/figures/*``.
 
-    def __init__(self, output_dir: str | Path, formats=("svg", "png", "pdf")):
+    PNGs are written at ``dpi`` (200: a 7-inch figure is 1,400 pixels, twice the width the
+    notebooks and the site show it at; 300 dpi made outputs/ of a 300-effect review half again
+    as large). For print, add "pdf" to ``formats`` (vector) or raise ``dpi``."""
+
+    def __init__(self, output_dir: str | Path, formats=("png",), dpi: float = 200):
         self.dir = Path(output_dir)
         self.formats = tuple(formats)
+        self.dpi = dpi
         (self.dir / "tables").mkdir(parents=True, exist_ok=True)
         (self.dir / "figures").mkdir(parents=True, exist_ok=True)
 
@@ -158,7 +165,7 @@ class Outputs:
         are what is displayed (PNG if written, else SVG), so showing changes no file."""
         from ..viz.theme import save_figure
 
-        paths = save_figure(fig, self.dir / "figures" / name, self.formats)
+        paths = save_figure(fig, self.dir / "figures" / name, self.formats, dpi=self.dpi)
         if caption:
             _report.record_caption(self.dir, name, caption, model)
         _show(paths)
@@ -403,6 +410,40 @@ def forest(hm: HeadlineModel, title: str | None = None, sort: str | None = None)
                        model_label=hm.label, title=title,
                        groups=list(p["sample_id"]) if many else None,
                        group_name="sample")
+
+
+def forest_figures(hm: HeadlineModel, title: str | None = None, sort: str | None = None,
+                   full: bool = False) -> dict[str, Any]:
+    """The run's forest plot(s) by name, each at most ``viz.forest.MAX_ROWS`` rows (issue 16):
+    ``{"forest": fig}`` when the forest fits (effects, or one row per sample when the effects
+    exceed it), else its rows split across pages ``forest_page1``, ``forest_page2``, ...;
+    ``full=True`` adds every effect, paged as ``forest_full_page1``, ... ."""
+    from ..viz.forest import MAX_ROWS, forest_pages
+
+    p = hm.points
+    by_sample = len(p) > MAX_ROWS and hm.dependence != "aggregate"
+    units = p["sample_id"].nunique() if by_sample else len(p)
+    figs = {"forest": forest(hm, title, sort)} if units <= MAX_ROWS else {}
+    kw = dict(labels=list(p["label"]), n=p["n"].to_numpy(float), year=p["year"].to_numpy(float),
+              yi=p["yi"], vi=p["vi"], sort=sort, model_label=hm.label, title=title)
+    if not figs:
+        groups = list(p["sample_id"]) if by_sample and hm.dependence == "robust" else None
+        pages = forest_pages(hm.result, groups=groups, group_name="sample", collapse=by_sample,
+                             **kw)
+        figs = {f"forest_page{i}": f for i, f in enumerate(pages, 1)}
+    if full and (by_sample or not figs.get("forest")):
+        pages = forest_pages(hm.result, **kw)
+        figs.update({f"forest_full_page{i}": f for i, f in enumerate(pages, 1)})
+    return figs
+
+
+def forest_caption(fig_name: str, subset: str) -> str:
+    """The caption of one of :func:`forest_figures`' figures (``subset`` names the data)."""
+    what = "every effect; " if "full" in fig_name else ""
+    page = fig_name.rpartition("page")[2]
+    return (f"Forest plot of the alliance\u2013outcome correlations ({what}{subset}"
+            + (f"; page {page}" if page else "") + "); the diamond, CI and prediction "
+            "interval are the headline model's.")
 
 
 def funnel(hm: HeadlineModel, trimfill=None, title: str | None = None):

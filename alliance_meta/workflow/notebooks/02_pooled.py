@@ -33,6 +33,7 @@ dependence = "three-level"  # headline model: "three-level", "robust" (CR2) or "
 rho = 0.5  # assumed correlation between effects of one sample (aggregate)
 rhos = [0.2, 0.5, 0.8]  # correlations shown in the sensitivity table
 title = ""  # names the subset in figure titles and the report, empty: from subset/effects
+forest_full = False  # also every effect in a paged forest (above 60 effects)
 formats = ["png"]  # figure formats: add "pdf" (vector, for a manuscript) or "svg"
 output_dir = "../outputs/.scratch/02_pooled"  # where tables and figures go
 
@@ -72,9 +73,10 @@ hm
 # ## Forest plot
 
 # %%
-out.figure(wb.forest(hm, title=f"Alliance\u2013outcome correlations: {name}"), "forest",
-           f"Forest plot of the alliance\u2013outcome correlations ({name}); the diamond, CI and "
-           "prediction interval are the headline model's.", hm.label)
+# more than 60 rows: one row per sample, split across pages when the samples are too
+for fig_name, fig in wb.forest_figures(hm, title=f"Alliance\u2013outcome correlations: {name}",
+                                       full=forest_full).items():
+    out.figure(fig, fig_name, wb.forest_caption(fig_name, name), hm.label)
 
 # %% [markdown]
 # ## How the handling of dependent effects moves the estimate
