@@ -180,3 +180,13 @@ def test_compressed_table_is_deterministic_and_readable(tmp_path, df):
     back = pd.read_csv(pa)
     np.testing.assert_allclose(back["yi"], df["yi"], rtol=1e-9)
     assert list(back.columns) == list(df.columns)
+
+
+def test_moved_follow_ups_still_reachable_from_workbench():
+    """Notebooks copied into a review by an older `alliance-meta init` call the sample-level
+    follow-ups on the workbench; they moved to by_sample and stay reachable there."""
+    for name in ("leave_one_sample_out", "cumulative_by_sample", "influence_by_sample",
+                 "without_samples"):
+        assert getattr(wb, name) is getattr(bs, name)
+    with pytest.raises(AttributeError):
+        wb.no_such_helper  # noqa: B018

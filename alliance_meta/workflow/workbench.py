@@ -549,3 +549,16 @@ def pooled_table(models: dict[str, Attempt], df: pd.DataFrame) -> pd.DataFrame:
             "r_pi_lb", "r_pi_ub", "tau2", "I2", "note"]
     return pd.DataFrame(rows).reindex(columns=cols)
 
+
+
+# the sensitivity analyses by sample moved to .by_sample; notebooks copied into a review before
+# that (``alliance-meta init`` copies them) still call them here
+_MOVED = ("leave_one_sample_out", "cumulative_by_sample", "influence_by_sample", "without_samples")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from . import by_sample
+
+        return getattr(by_sample, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
