@@ -227,8 +227,8 @@ def test_committed_tables_match_a_fresh_run(tmp_path):
     finally:
         cfg.unlink()
     assert rep.ok, str(rep)
-    committed = sorted((ROOT / "outputs").glob("*/tables/*.csv"))
-    fresh = sorted((tmp_path / "fresh").glob("*/tables/*.csv"))
+    committed = sorted((ROOT / "outputs").glob("*/tables/*.csv*"))
+    fresh = sorted((tmp_path / "fresh").glob("*/tables/*.csv*"))
     assert [p.relative_to(ROOT / "outputs") for p in committed] == \
         [p.relative_to(tmp_path / "fresh") for p in fresh], "outputs/ lists different tables"
     stale = [str(c.relative_to(ROOT)) for c, f in zip(committed, fresh, strict=True)

@@ -300,6 +300,7 @@ def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
             pm.execute_notebook(
                 str(run.notebook), str(nb_out), parameters=params, kernel_name="python3",
                 progress_bar=False, cwd=str(run.notebook.parent), log_output=False, km=km,
+                request_save_on_cell_execute=False,  # written once, at the end
             )
             t1 = time.perf_counter()
             cells = _cell_seconds(nb_out)
