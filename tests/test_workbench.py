@@ -190,3 +190,26 @@ def test_moved_follow_ups_still_reachable_from_workbench():
         assert getattr(wb, name) is getattr(bs, name)
     with pytest.raises(AttributeError):
         wb.no_such_helper  # noqa: B018
+
+
+def test_warm_started_refits_equal_cold_fits(df):
+    """The by-sample refits start at the full fit's (leave-one-out) or the previous step's
+    (cumulative) variance components; each row still equals a cold am.three_level fit on the
+    same samples (t-test, contain df)."""
+    hm = wb.headline_model(df)
+    cum = bs.cumulative_by_sample(hm)
+    loso = bs.leave_one_sample_out(hm)
+    order = list(cum["sample_id"])
+    for j in range(1, len(order)):
+        rows = df[df["sample_id"].isin(order[:j + 1])]
+        if rows["sample_id"].nunique() < 2 or len(rows) < 3:
+            continue
+        ref = am.three_level(rows["yi"], rows["vi"], rows["sample_id"], test="t", dfs="contain")
+        assert cum["estimate"].iloc[j] == pytest.approx(ref.estimate, rel=1e-9)
+        assert cum["tau2"].iloc[j] == pytest.approx(ref.sigma2_between + ref.sigma2_within,
+                                                    rel=1e-6, abs=1e-12)
+    for _, row in loso.iterrows():
+        rest = df[df["sample_id"] != row["sample_id"]]
+        ref = am.three_level(rest["yi"], rest["vi"], rest["sample_id"], test="t", dfs="contain")
+        assert row["tau2"] == pytest.approx(ref.sigma2_between + ref.sigma2_within, rel=1e-6,
+                                            abs=1e-12)

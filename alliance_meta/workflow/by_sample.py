@@ -46,13 +46,20 @@ class _Refits:
                 and not getattr(hm.fit, "fallback", False):
             self.start = (hm.fit.sigma2_between, hm.fit.sigma2_within)
 
-    def fit(self, keep: np.ndarray) -> Attempt:
+    def fit(self, keep: np.ndarray, follow: bool = False) -> Attempt:
+        """The refit on ``keep``; ``follow``: start the next refit at this one's variance
+        components (the cumulative analysis, whose neighbouring subsets differ by a sample)."""
         hm = self.hm
-        return attempt("refit", headline_model, self.effects[keep], hm.dependence, hm.method,
-                       hm.rho, hm.level, sigma2_init=self.start)
+        fit = attempt("refit", headline_model, self.effects[keep], hm.dependence, hm.method,
+                      hm.rho, hm.level, sigma2_init=self.start)
+        res = fit.result.fit if fit.ok else None
+        if follow and self.start is not None and hasattr(res, "sigma2_between") \
+                and not getattr(res, "fallback", False):
+            self.start = (res.sigma2_between, res.sigma2_within)
+        return fit
 
-    def row(self, keep: np.ndarray) -> dict[str, Any]:
-        fit = self.fit(keep)
+    def row(self, keep: np.ndarray, follow: bool = False) -> dict[str, Any]:
+        fit = self.fit(keep, follow)
         if not fit.ok:
             return {"note": f"not estimable: {fit.reason}"}
         h = fit.result.headline(variance_cis=False)  # one refit per row: no profile CIs needed
@@ -108,7 +115,7 @@ def cumulative_by_sample(hm: HeadlineModel) -> pd.DataFrame:
     rows, keep = [], np.zeros(len(refits.samples), dtype=bool)
     for j, (s, lab) in enumerate(refits.order(), start=1):
         keep = keep | (refits.samples == s)
-        rows.append({"order": j, "label": lab, "sample_id": s, **refits.row(keep)})
+        rows.append({"order": j, "label": lab, "sample_id": s, **refits.row(keep, follow=True)})
     return pd.DataFrame(rows).reindex(columns=["order", *_BY_SAMPLE])
 
 
