@@ -11,77 +11,89 @@ Four floors, each importing only from the floors below it (checked by import-lin
 - :mod:`alliance_meta.workflow`: notebook helpers, the pipeline, the site and the command line.
 """
 
-from .data import (
-    Problem,
-    StudiesValidationError,
-    ValidationReport,
-    append_rows,
-    load_studies,
-    number_in_quote,
-    studies_dir,
-    validate_studies,
-    write_datapackage,
-)
-from .data.export import export_effects
-from .data.importer import import_effects
-from .stats.bias import (
-    EggerResult,
-    FailSafeNResult,
-    PetPeeseResult,
-    RankTestResult,
-    SelectionModelResult,
-    TrimFillResult,
-    egger_test,
-    fail_safe_n,
-    pet_peese,
-    rank_test,
-    selection_model,
-    trim_and_fill,
-)
-from .stats.escalc import (
-    aggregate,
-    fisher_z,
-    r_from_beta,
-    r_from_chi2,
-    r_from_d,
-    r_from_F,
-    r_from_t,
-    to_r,
-    z_to_r,
-)
-from .stats.influence import baujat, cumulative, influence, leave_one_out
-from .stats.multiverse import MultiverseResult, default_factors, multiverse
-from .stats.rma import (
-    ConvergenceError,
-    MetaRegressionResult,
-    PermutationResult,
-    RandomEffectsResult,
-    SubgroupResult,
-    common_effect,
-    meta_regression,
-    permutation_test,
-    random_effects,
-    subgroup_analysis,
-)
-from .stats.rma_mv import ThreeLevelResult, three_level
-from .stats.robust import RobustResult, robust
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.2.0"
 
-_LAZY_FIGURES = ("specification_curve", "estimate_histogram", "share_significant_plot")
+_EXPORTS: dict[str, str] = {
+    "Problem": ".data",
+    "StudiesValidationError": ".data",
+    "ValidationReport": ".data",
+    "append_rows": ".data",
+    "load_studies": ".data",
+    "number_in_quote": ".data",
+    "studies_dir": ".data",
+    "validate_studies": ".data",
+    "write_datapackage": ".data",
+    "export_effects": ".data.export",
+    "import_effects": ".data.importer",
+    "EggerResult": ".stats.bias",
+    "FailSafeNResult": ".stats.bias",
+    "PetPeeseResult": ".stats.bias",
+    "RankTestResult": ".stats.bias",
+    "SelectionModelResult": ".stats.bias",
+    "TrimFillResult": ".stats.bias",
+    "egger_test": ".stats.bias",
+    "fail_safe_n": ".stats.bias",
+    "pet_peese": ".stats.bias",
+    "rank_test": ".stats.bias",
+    "selection_model": ".stats.bias",
+    "trim_and_fill": ".stats.bias",
+    "aggregate": ".stats.escalc",
+    "fisher_z": ".stats.escalc",
+    "r_from_beta": ".stats.escalc",
+    "r_from_chi2": ".stats.escalc",
+    "r_from_d": ".stats.escalc",
+    "r_from_F": ".stats.escalc",
+    "r_from_t": ".stats.escalc",
+    "to_r": ".stats.escalc",
+    "z_to_r": ".stats.escalc",
+    "baujat": ".stats.influence",
+    "cumulative": ".stats.influence",
+    "influence": ".stats.influence",
+    "leave_one_out": ".stats.influence",
+    "MultiverseResult": ".stats.multiverse",
+    "default_factors": ".stats.multiverse",
+    "multiverse": ".stats.multiverse",
+    "ConvergenceError": ".stats.rma",
+    "MetaRegressionResult": ".stats.rma",
+    "PermutationResult": ".stats.rma",
+    "RandomEffectsResult": ".stats.rma",
+    "SubgroupResult": ".stats.rma",
+    "common_effect": ".stats.rma",
+    "meta_regression": ".stats.rma",
+    "permutation_test": ".stats.rma",
+    "random_effects": ".stats.rma",
+    "subgroup_analysis": ".stats.rma",
+    "ThreeLevelResult": ".stats.rma_mv",
+    "three_level": ".stats.rma_mv",
+    "RobustResult": ".stats.robust",
+    "robust": ".stats.robust",
+    "specification_curve": ".viz",
+    "estimate_histogram": ".viz",
+    "share_significant_plot": ".viz",
+}
 
 
-def __getattr__(name: str):
-    # figures (and the old module name ``plots``) load matplotlib only when first asked for
-    if name in _LAZY_FIGURES:
-        from . import viz
+def __getattr__(name: str) -> Any:
+    # exports are imported on first use: the command line and the pipeline's parent process
+    # start without scipy and the figure modules (about a second per command)
+    where = _EXPORTS.get(name)
+    if where is None:
+        if name in ("stats", "data", "viz", "workflow", "plots"):  # the floors (plots: viz)
+            return importlib.import_module(f".{'viz' if name == 'plots' else name}", __name__)
+        raise AttributeError(f"module 'alliance_meta' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
 
-        return getattr(viz, name)
-    if name == "plots":
-        from . import viz
 
-        return viz
-    raise AttributeError(f"module 'alliance_meta' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "ConvergenceError",

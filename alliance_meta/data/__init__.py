@@ -2,9 +2,11 @@
 effects, the screening log, the published syntheses and the Frictionless data package.
 Imports only from :mod:`alliance_meta.stats`."""
 
-from .datapackage import datapackage, write_datapackage
-from .io import AppendResult, append_rows, load_studies
-from .quotes import number_in_quote
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .schema import (  # noqa: F401  (the codebook's vocabularies, for callers)
     ALLIANCE_MEASURES,
     ALLIANCE_RATERS,
@@ -31,10 +33,41 @@ from .schema import (  # noqa: F401  (the codebook's vocabularies, for callers)
     Field,
     studies_dir,
 )
-from .screening import PrismaCounts, load_screening, prisma_counts, validate_screening
-from .syntheses import load_syntheses, validate_syntheses
-from .tables import Problem, StudiesValidationError, ValidationReport
-from .validate import validate_studies
+
+_EXPORTS: dict[str, str] = {
+    "datapackage": ".datapackage",
+    "write_datapackage": ".datapackage",
+    "AppendResult": ".io",
+    "append_rows": ".io",
+    "load_studies": ".io",
+    "number_in_quote": ".quotes",
+    "PrismaCounts": ".screening",
+    "load_screening": ".screening",
+    "prisma_counts": ".screening",
+    "validate_screening": ".screening",
+    "load_syntheses": ".syntheses",
+    "validate_syntheses": ".syntheses",
+    "Problem": ".tables",
+    "StudiesValidationError": ".tables",
+    "ValidationReport": ".tables",
+    "validate_studies": ".validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # exports are imported on first use: the command line and the pipeline's parent process
+    # start without scipy and the figure modules (about a second per command)
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "FIELDS",
