@@ -337,8 +337,15 @@ class ThreeLevelResult(CoefResult):
         """Profile-likelihood CIs of ``sigma2_between`` and ``sigma2_within`` (metafor's
         ``confint.rma.mv``): DataFrame indexed by component with ``estimate``, ``ci_lb``,
         ``ci_ub``. Under the fallback the within-sample row is NaN (not identifiable). An upper
-        bound that the profile never reaches is NaN."""
+        bound that the profile never reaches is NaN. Computed once per level (dozens of
+        refits; a run's tables, report and site all ask for it) and returned as a copy."""
         level = self.level if level is None else level
+        cache = self.__dict__.setdefault("_confint_by_level", {})  # the result is otherwise immutable
+        if level not in cache:
+            cache[level] = self._confint(level)
+        return cache[level].copy()
+
+    def _confint(self, level: float) -> pd.DataFrame:
         bl = _Blocks(self.cluster)
         o = bl.order
         prob = _Problem(self.yi[o], self.vi[o], self.X[o], bl, self.method == "REML")
