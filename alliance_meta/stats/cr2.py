@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 __all__ = ["CR2", "HTZTest", "cr2", "cr2_intercept", "inv_sqrt_psd"]
 
@@ -131,7 +131,7 @@ class CR2:
         F = delta * Qs / q
         df_denom = eta - q + 1
         return HTZTest(Q=Qs, F=F, df_num=q, df_denom=df_denom,
-                       pval=stats.f.sf(F, q, df_denom), eta=eta)
+                       pval=special.fdtrc(q, df_denom, F), eta=eta)
 
 
 def _cluster_groups(codes: np.ndarray) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from . import inference
 from .rma import MetaRegressionResult, RandomEffectsResult, _fit_batch, _het
@@ -192,7 +192,7 @@ def influence(res) -> pd.DataFrame:
     vb_dfb = np.linalg.inv(np.einsum("jp,jq,ij->ipq", X, X, Wdel)) * s2w[:, None, None]
     dfbetas = diff / np.sqrt(np.einsum("ijj->ij", vb_dfb))
     inf = ((np.abs(dffits) > 3 * np.sqrt(p / (k - p)))
-           | (stats.chi2.cdf(cooks, p) > 0.5)
+           | (special.chdtr(p, cooks) > 0.5)
            | (hat > 3 * p / k)
            | (np.abs(dfbetas) > 1).any(axis=1))
     dfs = float(k - p - 1) if inference.uses_t(res.test) else float("inf")

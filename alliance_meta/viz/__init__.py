@@ -5,17 +5,46 @@ figure family (:mod:`.forest`, :mod:`.funnel`, :mod:`.bubble`, :mod:`.baujat`, :
 deterministic saving; every function takes ``ax=`` or returns a Figure drawn from a result
 object of :mod:`alliance_meta.stats`."""
 
-from .baujat import baujat_plot
-from .bubble import bubble_plot
-from .dataset import dataset_overview, moderator_distribution
-from .forest import forest_pages, forest_plot
-from .funnel import funnel_plot
-from .multiverse import estimate_histogram, share_significant_plot, specification_curve
-from .orchard import orchard_plot
-from .prisma import prisma_flow, prisma_table
-from .sensitivity import cumulative_plot, leave_one_out_plot
-from .syntheses import syntheses_forest
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .theme import INK, MUTED, PALETTE, STYLE, save_figure, theme
+
+# the figure modules load on first use: seaborn (dataset) alone imports scipy.stats
+_EXPORTS: dict[str, str] = {
+    "baujat_plot": ".baujat",
+    "bubble_plot": ".bubble",
+    "dataset_overview": ".dataset",
+    "moderator_distribution": ".dataset",
+    "forest_pages": ".forest",
+    "forest_plot": ".forest",
+    "funnel_plot": ".funnel",
+    "estimate_histogram": ".multiverse",
+    "share_significant_plot": ".multiverse",
+    "specification_curve": ".multiverse",
+    "orchard_plot": ".orchard",
+    "prisma_flow": ".prisma",
+    "prisma_table": ".prisma",
+    "cumulative_plot": ".sensitivity",
+    "leave_one_out_plot": ".sensitivity",
+    "syntheses_forest": ".syntheses",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _EXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "PALETTE",

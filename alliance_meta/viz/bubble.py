@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from scipy import stats
+from scipy import special
 
 from .theme import (
     INK,
@@ -42,7 +42,7 @@ def _prediction(reg, grid: np.ndarray):
     se = np.sqrt(np.einsum("ij,jk,ik->i", Xg, vb, Xg))
     dfs = float(np.ravel(getattr(reg, "dfs", np.inf))[0])
     a = 1 - float(reg.level)
-    crit = stats.t.ppf(1 - a / 2, dfs) if np.isfinite(dfs) else stats.norm.ppf(1 - a / 2)
+    crit = special.stdtrit(dfs, 1 - a / 2) if np.isfinite(dfs) else special.ndtri(1 - a / 2)
     return mu, mu - crit * se, mu + crit * se
 
 

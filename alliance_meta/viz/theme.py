@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import MaxNLocator
-from scipy import stats
+from scipy import special
 
 PALETTE: tuple[str, ...] = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
@@ -152,7 +152,7 @@ def _alpha_text(a: float) -> str:
 
 
 def _crit(level: float) -> float:
-    return float(stats.norm.ppf(1 - (1 - level) / 2))
+    return float(special.ndtri(1 - (1 - level) / 2))
 
 
 _MEASURER = RendererAgg(10, 10, 72)  # at 72 dpi one pixel is one point

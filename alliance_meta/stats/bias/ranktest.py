@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..rma import MetaRegressionResult, RandomEffectsResult
 from ..rma_mv import ThreeLevelResult
@@ -65,6 +64,8 @@ def rank_test(res) -> RankTestResult:
     ystar = (y - theta) / np.sqrt(v - 1.0 / w.sum())
     ties = np.unique(ystar).size < k or np.unique(v).size < k
     exact = k < 50 and not ties
+    from scipy import stats  # here: scipy.stats costs half a second to import
+
     t = stats.kendalltau(ystar, v, method="exact" if exact else "asymptotic")
     return RankTestResult(tau=float(t.statistic), pval=float(t.pvalue), exact=exact, k=k,
                           note=_low_power_note(k, "the rank correlation test"))
