@@ -537,29 +537,6 @@ def test_bad_scheduler_and_data(data):
         multiverse(bad)
 
 
-def test_chunk_cache_reuses_unchanged_chunks_with_identical_results(tmp_path):
-    """Issue 16: with ``cache=``, a re-run reads every chunk; after adding a sample only the
-    chunks whose row sets changed are fitted; either way the table equals an uncached run's
-    exactly; the folder keeps only the entries of the last run."""
-    grid = {**GRID, "modality": ["all", "CBT", "psychodynamic"], "min_n": [0, 60, 100]}
-    base = synthetic(k=80)
-    kw = dict(vocabularies=ENUMS, chunk_size=2)
-    first = multiverse(base, grid, cache=tmp_path, **kw)
-    assert first.n_cached == 0 and first.n_chunks > 3
-    again = multiverse(base, grid, cache=tmp_path, **kw)
-    assert again.n_cached == again.n_chunks
-    pd.testing.assert_frame_equal(again.table, first.table)
-    grown = pd.concat([base, synthetic(k=2, seed=99).assign(
-        sample_id="new", es_id=["n1", "n2"], modality="CBT", n=40, vi=1 / 37)],
-        ignore_index=True)
-    cached = multiverse(grown, grid, cache=tmp_path, **kw)
-    assert 0 < cached.n_cached < cached.n_chunks
-    pd.testing.assert_frame_equal(cached.table, multiverse(grown, grid, **kw).table)
-    # at most one entry per chunk of the last run (chunks of the same data share one): the
-    # entries of the first run's changed chunks are gone
-    assert 0 < len(list(tmp_path.glob("*.chunk.pkl"))) <= cached.n_chunks
-
-
 def test_specification_curve_choices_as_an_image_above_the_threshold(result, monkeypatch):
     """Issue 16: above _IMAGE_ABOVE specifications the choices panel is one image (290k
     markers took a second at 24k specifications): one sharp row per choice, coloured exactly

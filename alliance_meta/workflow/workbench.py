@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import inspect
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,6 @@ __all__ = [
     "DEPENDENCE",
     "attempt",
     "select",
-    "cache_dir",
     "labels",
     "headline_model",
     "headline_table",
@@ -85,13 +83,6 @@ def attempt(label: str, fn: Callable, *args, **kwargs) -> Attempt:
         return Attempt(label, fn(*args, **kwargs))
     except (ValueError, np.linalg.LinAlgError) as e:
         return Attempt(label, None, str(e))
-
-
-def cache_dir(name: str) -> Path | None:
-    """A folder for results this run may reuse next time (``outputs/.cache/<name>`` under the
-    pipeline, which clears it on ``--force``); None when the notebook runs by hand."""
-    root = os.environ.get("ALLIANCE_META_CACHE")
-    return Path(root) / name if root else None
 
 
 def select(data_path: str | None = None, subset: str = "", effects: str = "all") -> pd.DataFrame:

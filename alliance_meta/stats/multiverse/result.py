@@ -36,8 +36,6 @@ class MultiverseResult:
     n_rowsets: int
     #: the combinations of the factors' levels that are not specifications, with the reason
     excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: chunks read from the cache instead of fitted (``multiverse(cache=...)``)
-    n_cached: int = 0
 
     @property
     def estimable(self) -> pd.DataFrame:

@@ -4,14 +4,12 @@ table assembled in the grid's order."""
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .cache import ChunkCache, chunk_key
 from .fits import _Design, _Payload, _run_chunk
 from .grid import (
     MODEL_FACTORS,
@@ -163,7 +161,6 @@ def multiverse(
     chunk_size: int = 32,
     n_jobs: int = 1,
     vocabularies: Mapping[str, Sequence] | None = None,
-    cache: str | os.PathLike | None = None,
 ) -> MultiverseResult:
     """Fit every specification of a multiverse (Steegen et al. 2016; Simonsohn et al. 2020).
 
@@ -184,10 +181,6 @@ def multiverse(
     chunk_size : row sets per chunk (the unit of work sent to a process or Dask worker); a
         chunk batches its fits, so larger chunks run faster in one process.
     n_jobs : local processes (1: in this process; -1: one per core).
-    cache : a folder where each chunk's results are kept, keyed by a hash of its data, design
-        and the stats floor's code (:mod:`.cache`): a re-run after adding a study fits only
-        the chunks whose row sets changed and reads the others, with identical results.
-        ``None`` (default) fits every chunk.
     vocabularies : data column -> allowed values (e.g. ``alliance_meta.data.ENUMS``, the
         codebook's); filter levels are checked against it. Without it any level is accepted
         (a level absent from the data gives specifications that are not estimable).
@@ -215,6 +208,8 @@ def multiverse(
     if int(chunk_size) < 1:
         raise ValueError(f"{who}: chunk_size must be at least 1, got {chunk_size}")
     if n_jobs == -1:
+        import os
+
         n_jobs = os.cpu_count() or 1
     if int(n_jobs) < 1:
         raise ValueError(f"{who}: n_jobs must be a positive number of processes or -1")
@@ -263,30 +258,17 @@ def multiverse(
             work.append((rid, idx, todo))
     chunks = [work[i : i + chunk_size] for i in range(0, len(work), chunk_size)]
     where = "local"
-    store = ChunkCache(cache) if cache is not None else None
-    keys = [chunk_key(payload, ch, design) for ch in chunks] if store else []
-    stored = [store.get(k) for k in keys] if store else [None] * len(chunks)
-    due = [ch for ch, got in zip(chunks, stored, strict=True) if got is None]
     if scheduler is None:
-        parts = _run_local(payload, due, design, int(n_jobs))
+        parts = _run_local(payload, chunks, design, int(n_jobs))
     else:
-        parts, where = _run_dask(scheduler, payload, due, design)
-    fitted = iter(parts)
-    for i, (ch, got) in enumerate(zip(chunks, stored, strict=True)):
-        if got is None:
-            part = next(fitted)
-            if store:
-                store.put(keys[i], [arrays for _, arrays in part])
-        else:  # the stored arrays of the same data, for this grid's row-set ids
-            part = [(rid, arrays) for (rid, _, _), arrays in zip(ch, got, strict=True)]
+        parts, where = _run_dask(scheduler, payload, chunks, design)
+    for part in parts:
         for rid, arrays in part:
             results[rid] = arrays
-    if store:
-        store.prune()
     table, excluded = _assemble(fac, combo_rowset, why, results, design)
     return MultiverseResult(
         table=table, factors={n: list(lv) for n, lv in fac.items()}, level=float(level),
         seed=seed, rho=float(rho), scheduler=where, n_chunks=len(chunks),
-        n_rowsets=len(rowsets), excluded=excluded, n_cached=len(chunks) - len(due),
+        n_rowsets=len(rowsets), excluded=excluded,
     )
 

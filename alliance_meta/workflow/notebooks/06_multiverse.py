@@ -64,9 +64,8 @@ print("factors: " + "; ".join(f"{k} ({len(v)})" for k, v in factors.items()))
 # ## Every specification
 
 # %%
-# cache: under the pipeline, chunks of unchanged data are read from the last run's results
 res = am.multiverse(df, factors, scheduler=scheduler, seed=seed, level=level, rho=rho,
-                    n_jobs=n_jobs, vocabularies=am.data.ENUMS, cache=wb.cache_dir("multiverse"))
+                    n_jobs=n_jobs, vocabularies=am.data.ENUMS)
 out.table(res.table, "multiverse", "Every specification: its choices, estimate, CI and status",
           "one model per specification", compress=True)  # tables/multiverse.csv.gz
 res
