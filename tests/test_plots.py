@@ -992,3 +992,32 @@ def test_workbench_forest_figures_page_above_max_rows():
     assert "every effect" in wb.forest_caption("forest_full_page1", "all effects")
     for p in pages[:1] + full[:1]:
         assert_no_overlap(p)
+
+
+def test_long_leave_one_out_and_cumulative_are_compact():
+    """Issue 16: above MAX_ROWS rows the leave-one-out and cumulative figures are one compact
+    panel (a 150-row forest was unreadable and a 0.7 MB PNG): every estimate at its row, the
+    full-data estimate as the dashed line, the N_NAMED rows farthest from it numbered and
+    named for leave-one-out only."""
+    from alliance_meta.viz.sensitivity import N_NAMED
+
+    d = synthetic(150)
+    res = am.random_effects(d.yi, d.vi)
+    loo = am.leave_one_out(res).assign(label=list(d.label))
+    fig = plots.leave_one_out_plot(loo, res=res, unit="sample", title="SYNTHETIC")
+    [ax] = fig.axes
+    pts = by_gid(ax, "estimates")[0]
+    np.testing.assert_allclose(pts.get_ydata(), np.tanh(loo.estimate))
+    assert by_gid(ax, "full_estimate")[0].get_ydata()[0] == pytest.approx(np.tanh(res.estimate))
+    named = by_gid(ax, "named")[0].get_xdata()
+    far = np.argsort(-np.abs(loo.estimate - res.estimate).to_numpy())[:N_NAMED]
+    assert sorted(named) == sorted(far + 1)
+    notes = " ".join(all_text(fig))
+    assert all(lab in notes for lab in loo.label.iloc[far])
+    assert_no_overlap(fig)
+    cum = am.cumulative(res).assign(label=list(d.label)).dropna(subset=["estimate"])
+    cfig = plots.cumulative_plot(cum, res=res, unit="sample")
+    assert len(cfig.axes) == 1 and not by_gid(cfig.axes[0], "named")
+    # the full forest on request, or when drawn into a given Axes
+    full = plots.leave_one_out_plot(loo, res=res, max_rows=200)
+    assert len(by_gid(main_ax(full), "study_markers")[0].get_offsets()) == 150

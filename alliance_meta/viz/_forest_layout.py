@@ -29,6 +29,8 @@ from .theme import (
     _text_width,
 )
 
+#: Above this many rows a forest-like figure is grouped, paged or drawn compactly (issue 16).
+MAX_ROWS = 60
 DRAWN = ("study", "summary", "pi")  # rows with an interval in the plot area
 
 

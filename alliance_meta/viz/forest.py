@@ -30,7 +30,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..stats.rma import SubgroupResult, subgroup_analysis
-from ._forest_layout import Header, _Row, draw_forest, marker_areas, x_range
+from ._forest_layout import MAX_ROWS, Header, _Row, draw_forest, marker_areas, x_range
 from .theme import (
     _ROW_HEIGHT,
     Model,
@@ -45,7 +45,6 @@ from .theme import (
     theme,
 )
 
-MAX_ROWS = 60  # above this many effects a forest is grouped or paged (issue 16)
 _SORTS = (None, "year", "effect")
 
 
