@@ -52,6 +52,12 @@ DURATIONS = ".cache/durations.json"  # seconds of each run's last execution (not
 # PNG for the site and the notebooks; PDF (vector, for a manuscript) and SVG on request:
 # every format is drawn on every run (at 300 effects PDF added 1.3 MB and seconds per run)
 DEFAULT_FORMATS = ["png"]
+# A review's first run has no durations yet: the shipped notebooks' typical seconds (the
+# benchmark's 300-effect review, bench_review.py) order it, so that the multiverse does not
+# start last; any other notebook counts as longest (it starts first).
+_TYPICAL_SECONDS = {"06_multiverse": 7.0, "05_sensitivity": 5.0, "01_dataset": 3.0,
+                    "02_pooled": 2.5, "03_moderators": 2.5, "07_syntheses": 1.5,
+                    "04_publication_bias": 1.0}
 TIMINGS_ENV = "ALLIANCE_META_TIMINGS"  # a file to which each run appends where its time went
 # Lines of a run's kernel and worker output that are not the user's concern, dropped from the
 # progress output; everything else (papermill's "Passed unknown parameter", a library's
@@ -460,7 +466,8 @@ def run_pipeline(
         # longest first (by each run's last duration; new runs first, in config order), so
         # that a long run does not start last while the other cores idle
         durations = _read_json(out / DURATIONS)
-        todo.sort(key=lambda rd: -durations.get(rd[0].name, float("inf")))
+        todo.sort(key=lambda rd: -durations.get(rd[0].name, _TYPICAL_SECONDS.get(
+            rd[0].notebook.stem, float("inf"))))
         jobs = jobs or max(1, min(os.cpu_count() or 1, len(todo)))
         bar = None
         if progress:
