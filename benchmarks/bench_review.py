@@ -13,10 +13,12 @@ It times, as a user sees them (each a fresh ``alliance-meta`` process):
 - the re-run after importing one more simulated study,
 
 and reports the size of ``outputs/`` and the multiverse's estimable share (read from the run's
-multiverse table), each against its target. Where the time of the forced run goes is printed
-too: the pipeline records, when ``ALLIANCE_META_TIMINGS`` names a file, each run's kernel
-start-up, cell times, notebook clean-up and HTML conversion (see
-:mod:`alliance_meta.workflow.pipeline`).
+multiverse table), each against its target. Where the time of the forced run and of the re-run
+goes is printed too: the pipeline records, when ``ALLIANCE_META_TIMINGS`` names a file, each
+run's worker, start and end, kernel and papermill overhead, cell times, notebook clean-up and
+HTML conversion (see :mod:`alliance_meta.workflow.pipeline`). A study added changes the data
+every run reads, so the re-run executes every run again: its floor is the runs' summed work
+divided by the cores, which the output states.
 
 The machine may be shared (2 cores here, other jobs running): timings carry that caveat, the
 load average is printed beside them.
@@ -163,10 +165,13 @@ def _estimable_share(outputs: Path) -> tuple[float, int] | None:
     return float((status == "ok").mean()), len(status)
 
 
-def _breakdown(path: Path) -> None:
-    """Print where the time of the forced run went (records written by the pipeline)."""
+def _breakdown(path: Path, title: str, wall: float, t_start: float) -> None:
+    """Print where a run's time went (records the pipeline wrote): per notebook run its kernel
+    and papermill overhead (``kernel_s``: kernel start-up on a worker's first run, the reset
+    between runs, papermill), cells, clean-up and HTML; per worker its busy time; and the time
+    outside the runs (the command's start-up, hashing, the process pool, the site)."""
     if not path.exists():
-        print("\n(no timing records: the pipeline did not write ALLIANCE_META_TIMINGS)")
+        print(f"\n(no timing records for {title}: the pipeline did not write them)")
         return
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     rows, total = [], defaultdict(float)
@@ -179,11 +184,19 @@ def _breakdown(path: Path) -> None:
         for k in ("kernel_s", "clean_s", "html_s", "total_s"):
             total[k] += r.get(k) or 0.0
         total["cells_s"] += sum(cells)
-    df = pd.DataFrame(rows)
-    print("\n## Where the forced run's time goes (per run, seconds of its worker; runs overlap "
-          "on the cores)\n")
-    print(df.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print(f"\n## Where the time of {title} goes (per run, seconds of its worker; the runs "
+          "overlap on the cores)\n")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     print("\nsum over runs: " + ", ".join(f"{k} {v:.1f}" for k, v in total.items()))
+    busy = defaultdict(float)
+    for r in recs:
+        busy[r.get("worker")] += r.get("total_s") or 0.0
+    if all("started" in r for r in recs):
+        first = min(r["started"] for r in recs) - t_start
+        last = t_start + wall - max(r["ended"] for r in recs)
+        print("per worker busy: " + ", ".join(f"{v:.1f} s" for v in busy.values())
+              + f"; before the first run {first:.1f} s (command start-up, hashing, process "
+              f"pool), after the last {last:.1f} s (manifest, site)")
 
 
 def _import_times() -> float:
@@ -208,12 +221,18 @@ def main() -> None:
         _cli(["import", str(src), *renames], review)
         timings = tmp / "timings.jsonl"
         env = {**os.environ, "ALLIANCE_META_TIMINGS": str(timings)}
+        t_start = time.time()
         cold, log = _cli(["run", "--force"], review, env)
-        _breakdown(timings)
+        _breakdown(timings, "the forced run", cold, t_start)
         noop, log_noop = _cli(["run"], review)
         _cli(["import", str(src_extra), *renames], review)
         timings.unlink(missing_ok=True)
+        t_start = time.time()
         added, log_added = _cli(["run"], review, env)
+        _breakdown(timings, "the re-run after one added study", added, t_start)
+        added_work = sum(json.loads(ln).get("total_s", 0.0) for ln in
+                         timings.read_text().splitlines() if ln.strip()) \
+            if timings.exists() else 0.0
         reran, noop_note = _summary(log_added), _summary(log_noop)
         if not noop_note.startswith("ran 0"):
             noop_note += " (the package's source changed during the benchmark: a shared tree)"
@@ -238,6 +257,11 @@ def main() -> None:
         dict(task="no-op `alliance-meta run`", target_s=2.0, ours_s=noop, note=noop_note),
         dict(task="re-run after importing one study", target_s=10.0, ours_s=added, note=reran),
     ])
+    if added_work:
+        print(f"\nThe re-run after one added study executed every run again (all read the "
+              f"data): their work sums to {added_work:.1f} s of worker time, at best "
+              f"{added_work / (os.cpu_count() or 1):.1f} s on {os.cpu_count()} cores before "
+              "any start-up.")
     print(f"\noutputs/: {size:.1f} MB (target <= 10 MB): {'yes' if size <= 10 else 'NO'}")
     if share is None:
         print("multiverse estimable share: no multiverse table found (target >= 50 %): NO")

@@ -295,7 +295,7 @@ def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
         for var in _THREAD_VARS:
             os.environ.setdefault(var, str(threads))
     nb_out = work / "notebook.ipynb"
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     log = tmp_root / f"{run.name}.{os.getpid()}.log"
     try:
         # this worker's output goes to a file, and its kernel's to another, of which only the
@@ -315,7 +315,8 @@ def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
             _to_html(nb_out, work / "notebook.html", out / NOTEBOOK_CSS)
         _record_timing(run.name, {"total_s": time.perf_counter() - t0, "cells_s": cells,
                                   "kernel_s": t1 - t0 - sum(cells), "clean_s": t2 - t1,
-                                  "html_s": time.perf_counter() - t2})
+                                  "html_s": time.perf_counter() - t2, "worker": os.getpid(),
+                                  "started": started, "ended": time.time()})
     except Exception as e:  # report, keep the previous outputs
         shutil.rmtree(work, ignore_errors=True)
         kernels.discard_kernel()  # its state is unknown: the next run starts a new one
