@@ -273,12 +273,27 @@ def _to_html(nb_path: Path, html_path: Path, css_path: Path | None = None) -> No
     html_path.write_text(body, encoding="utf-8")
 
 
+def _import_papermill():
+    """papermill, imported once in the parent before its workers fork (they inherit it).
+
+    Under papermill, nbformat imports jsonschema, whose optional IRI format checker imports
+    ``rfc3987_syntax`` when it is installed (jupyterlab's jupyter-events pulls it in), and that
+    compiles a grammar at import: a second, for a format that no notebook schema uses. The
+    pipeline's processes skip it (jsonschema then has no IRI checker) unless it was imported
+    already."""
+    if "rfc3987_syntax" not in sys.modules:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # import -> ImportError
+    import papermill
+
+    return papermill
+
+
 def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
     """Execute one run into a temporary folder and move it into place on success (own process).
 
     ``threads``: BLAS/OpenMP threads of the run's kernel (0: the libraries' default), unless
     the user's environment sets them."""
-    import papermill as pm
+    pm = _import_papermill()
 
     out = cfg.output_dir
     tmp_root = out / ".tmp"
@@ -475,6 +490,7 @@ def run_pipeline(
             from tqdm import tqdm
 
             bar = tqdm(total=len(todo), desc="alliance-meta run", unit="run", file=sys.stderr)
+        _import_papermill()  # once here rather than in every worker (fork inherits it)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             # parallel runs share the cores: a kernel's BLAS spinning up one thread per core
             # for the small matrices of a meta-analysis was 3x slower (leave-one-sample-out
