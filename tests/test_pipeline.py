@@ -123,6 +123,7 @@ def test_captured_output_keeps_what_matters(tmp_path):
         "communication (including code and outputs) is sent in plain text.\n"
         "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel.\n\n"
         "Passed unknown parameter: colour\n"
+        "Unable to parse line 6 'ours = {\"CBT\": \"modality == 'CBT'\"}'.\n"
         "/x/y.py:3: RuntimeWarning: invalid value encountered in divide\n")
     assert _read_log(log) == ["Passed unknown parameter: colour",
                               "/x/y.py:3: RuntimeWarning: invalid value encountered in divide"]

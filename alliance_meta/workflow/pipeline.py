@@ -68,6 +68,10 @@ _NOISE = (
     # jupyter_client interrupts every kernel (SIGINT) before asking it to shut down, and
     # ipykernel logs the interrupt it catches as an error although the run succeeded
     "KeyboardInterrupt caught in kernel",
+    # papermill reads a notebook's parameters cell line by line to warn about unknown
+    # parameters and gives up on a line with two "=" (a pandas query such as "x == 'CBT'"
+    # in a default); the parameters are injected all the same
+    "Unable to parse line",
 )
 
 
