@@ -989,6 +989,7 @@ def test_workbench_forest_figures_page_above_max_rows():
     rows_full = [len(by_gid(main_ax(p), "study_markers")[0].get_offsets()) for p in full]
     assert sum(rows_full) == 300 and max(rows_full) <= MAX_ROWS
     assert "page 2" in wb.forest_caption("forest_page2", "all effects")
+    assert "page" not in wb.forest_caption("forest", "all effects")
     assert "every effect" in wb.forest_caption("forest_full_page1", "all effects")
     for p in pages[:1] + full[:1]:
         assert_no_overlap(p)

@@ -440,7 +440,7 @@ def forest_figures(hm: HeadlineModel, title: str | None = None, sort: str | None
 def forest_caption(fig_name: str, subset: str) -> str:
     """The caption of one of :func:`forest_figures`' figures (``subset`` names the data)."""
     what = "every effect; " if "full" in fig_name else ""
-    page = fig_name.rpartition("page")[2]
+    page = fig_name.rpartition("page")[2] if "page" in fig_name else ""
     return (f"Forest plot of the alliance\u2013outcome correlations ({what}{subset}"
             + (f"; page {page}" if page else "") + "); the diamond, CI and prediction "
             "interval are the headline model's.")
