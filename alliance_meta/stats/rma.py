@@ -43,13 +43,9 @@ from .results import CoefResult, coef_fields, df_html, fmt
 __all__ = [
     "RandomEffectsResult",
     "MetaRegressionResult",
-    "SubgroupResult",
-    "PermutationResult",
     "common_effect",
     "random_effects",
     "meta_regression",
-    "subgroup_analysis",
-    "permutation_test",
     "design_matrix",
     "ConvergenceError",
 ]
@@ -559,7 +555,16 @@ def meta_regression(
     return res
 
 
-# subgroups and permutation tests have their own modules; re-exported so that
-# ``from alliance_meta.stats.rma import subgroup_analysis`` keeps working
-from .permutation import PermutationResult, permutation_test  # noqa: E402
-from .subgroup import SubgroupResult, subgroup_analysis  # noqa: E402
+# subgroups and permutation tests have their own modules (which import this one); reached here
+# on first use so that ``from alliance_meta.stats.rma import subgroup_analysis`` keeps working
+# whichever module is imported first
+_MOVED = {"PermutationResult": ".permutation", "permutation_test": ".permutation",
+          "SubgroupResult": ".subgroup", "subgroup_analysis": ".subgroup"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name], __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

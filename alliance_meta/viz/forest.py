@@ -29,7 +29,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..stats.rma import SubgroupResult, subgroup_analysis
+from ..stats.subgroup import SubgroupResult, subgroup_analysis
 from ._forest_layout import MAX_ROWS, Header, _Row, draw_forest, marker_areas, x_range
 from .theme import (
     _ROW_HEIGHT,

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..stats.rma import SubgroupResult, subgroup_analysis
+from ..stats.subgroup import SubgroupResult, subgroup_analysis
 from .theme import (
     INK,
     MUTED,
