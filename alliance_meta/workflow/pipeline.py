@@ -249,6 +249,9 @@ def _linked_figures(nb, figures: Path):
     return nb
 
 
+_EXPORTER = None  # this process's nbconvert HTMLExporter (see _to_html)
+
+
 def _to_html(nb_path: Path, html_path: Path, css_path: Path | None = None) -> None:
     """The executed notebook as HTML (nbconvert's lab template), offline, with its figures
     linked from figures/ and, when ``css_path`` is given, the template's stylesheet written
@@ -256,10 +259,12 @@ def _to_html(nb_path: Path, html_path: Path, css_path: Path | None = None) -> No
     import nbformat
     from nbconvert import HTMLExporter
 
+    global _EXPORTER
     nb = _linked_figures(nbformat.read(nb_path, as_version=4), nb_path.parent / "figures")
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input_prompt = False
-    body, _ = exporter.from_notebook_node(nb)
+    if _EXPORTER is None:  # one per worker: loading the lab template costs half a second
+        _EXPORTER = HTMLExporter(template_name="lab")
+        _EXPORTER.exclude_input_prompt = False
+    body, _ = _EXPORTER.from_notebook_node(nb)
     # the lab template loads require.js and MathJax from a CDN; the site must work offline and
     # our notebooks use neither, so those script tags are dropped
     body = re.sub(r'<script[^>]+src="https?://[^"]*"[^>]*>\s*</script>', "", body)
