@@ -268,3 +268,17 @@ def test_what_changed_is_seeded_from_the_committed_outputs(tmp_path):
     block = page[page.index("What changed"):].replace("\n", "")
     assert f"committed to outputs/ at {commit}" in block
     assert f"k effects{old['k']}{len(more)}" in block
+
+
+def test_paged_figures_in_page_order(tmp_path):
+    """Issue 16: a forest split across pages is shown page 1, 2, ..., 10, not 1, 10, 2."""
+    from alliance_meta.viz.theme import _new_figure
+    from alliance_meta.workflow.site import _figures
+
+    figs = tmp_path / "run" / "figures"
+    figs.mkdir(parents=True)
+    for i in (1, 2, 10):
+        _new_figure(1, 1).savefig(figs / f"forest_page{i}.png", dpi=10)
+    shown = re.findall(r'<img src="[^"]*/(forest_page\d+)\.png"', "".join(
+        _figures(tmp_path / "run", "run")))
+    assert shown == ["forest_page1", "forest_page2", "forest_page10"]

@@ -274,8 +274,10 @@ def _md_to_html(md: str) -> str:
 def _figures(run_dir: Path, run: str, prefix: str = "") -> list[str]:
     figdir = run_dir / "figures"
     caps = read_captions(figdir)
+    # natural order: forest_page2 before forest_page10
     stems = sorted({p.stem for p in figdir.glob(f"{prefix}*.png")}
-                   | {p.stem for p in figdir.glob(f"{prefix}*.svg")})
+                   | {p.stem for p in figdir.glob(f"{prefix}*.svg")},
+                   key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)])
     out = []
     for i, stem in enumerate(stems, 1):
         img = next(figdir / f"{stem}.{e}" for e in ("svg", "png") if (figdir / f"{stem}.{e}")
