@@ -988,6 +988,8 @@ def test_workbench_forest_figures_page_above_max_rows():
         len(pages) - 1) + [1]
     rows_full = [len(by_gid(main_ax(p), "study_markers")[0].get_offsets()) for p in full]
     assert sum(rows_full) == 300 and max(rows_full) <= MAX_ROWS
+    shown = " ".join(t for p in pages for t in all_text(p))
+    assert "Study 0" in shown and "S0_s1" not in shown  # rows named as the by-sample tables
     assert "page 2" in wb.forest_caption("forest_page2", "all effects")
     assert "page" not in wb.forest_caption("forest", "all effects")
     assert "every effect" in wb.forest_caption("forest_full_page1", "all effects")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..stats.influence import cumulative, influence, leave_one_out
 from ..stats.rma import RandomEffectsResult
-from .workbench import Attempt, HeadlineModel, attempt, headline_model
+from .workbench import Attempt, HeadlineModel, attempt, headline_model, sample_labels
 
 __all__ = ["leave_one_sample_out", "cumulative_by_sample", "influence_by_sample",
            "without_samples"]
@@ -73,10 +73,8 @@ class _Refits:
         label, and the sample's id when its study has several samples."""
         first = self.effects.drop_duplicates("sample_id")
         first = first.sort_values(["year", "sample_id"], kind="stable")
-        per_study = self.effects.groupby("study_id")["sample_id"].nunique()
-        return [(s, str(lab).split(" [")[0] + (f" [{s}]" if per_study[st] > 1 else ""))
-                for s, lab, st in zip(first["sample_id"], first["label"], first["study_id"],
-                                      strict=True)]
+        labels = sample_labels(self.effects)
+        return [(s, labels[s]) for s in first["sample_id"]]
 
 
 def _stats_floor_by_sample(hm: HeadlineModel) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "attempt",
     "select",
     "labels",
+    "sample_labels",
     "headline_model",
     "headline_table",
     "sensitivity_table",
@@ -253,15 +254,22 @@ def _points(df: pd.DataFrame) -> pd.DataFrame:
     return df[[c for c in cols if c in df]].reset_index(drop=True)
 
 
+def sample_labels(df: pd.DataFrame) -> dict[Any, str]:
+    """Each sample's label: its study's (without an effect's " [outcome]" suffix), and the
+    sample's id in brackets when the study has several samples."""
+    first = df.drop_duplicates("sample_id")
+    per_study = df.groupby("study_id")["sample_id"].nunique()
+    return {s: str(lab).split(" [")[0] + (f" [{s}]" if per_study[st] > 1 else "")
+            for s, lab, st in zip(first["sample_id"], first["label"], first["study_id"],
+                                  strict=True)}
+
+
 def _composites(df: pd.DataFrame, rho: float) -> pd.DataFrame:
     """One row per sample: the composite (stats' ``aggregate``) and the sample's label."""
     ag = aggregate(df["yi"], df["vi"], df["sample_id"], rho=rho)
     first = df.drop_duplicates("sample_id").set_index("sample_id")
-    samples_per_study = first.groupby("study_id").size()
-    lab = []
-    for s in ag["cluster"]:
-        base = str(first.loc[s, "label"]).split(" [")[0]
-        lab.append(base + (f" [{s}]" if samples_per_study[first.loc[s, "study_id"]] > 1 else ""))
+    labels = sample_labels(df)
+    lab = [labels[s] for s in ag["cluster"]]
     return pd.DataFrame({"label": lab, "yi": ag["yi"].to_numpy(), "vi": ag["vi"].to_numpy(),
                          "n": first.loc[ag["cluster"], "n"].to_numpy(),
                          "year": first.loc[ag["cluster"], "year"].to_numpy(),
@@ -426,8 +434,11 @@ def forest_figures(hm: HeadlineModel, title: str | None = None, sort: str | None
     figs = {"forest": forest(hm, title, sort)} if units <= MAX_ROWS else {}
     kw = dict(labels=list(p["label"]), n=p["n"].to_numpy(float), year=p["year"].to_numpy(float),
               yi=p["yi"], vi=p["vi"], sort=sort, model_label=hm.label, title=title)
-    if not figs:
-        groups = list(p["sample_id"]) if by_sample and hm.dependence == "robust" else None
+    if not figs:  # one row per sample, labelled as the sample-level tables are
+        labels = sample_labels(hm.effects)
+        if len(set(labels.values())) < len(labels):  # two samples alike: their ids instead
+            labels = {s: str(s) for s in labels}
+        groups = [labels[s] for s in p["sample_id"]] if by_sample else None
         pages = forest_pages(hm.result, groups=groups, group_name="sample", collapse=by_sample,
                              **kw)
         figs = {f"forest_page{i}": f for i, f in enumerate(pages, 1)}
