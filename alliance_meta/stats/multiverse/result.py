@@ -101,12 +101,12 @@ class MultiverseResult:
         sst = float(((yv - yv.mean()) ** 2).sum())
         facs = [n for n in self.factors if ok[n].nunique() > 1]
 
+        # each factor's treatment-coded columns, built once for the full and the drop-one fits
+        coded = {n: pd.get_dummies(ok[n].astype(str), drop_first=True, dtype=float).to_numpy()
+                 for n in facs}
+
         def dummies(names):
-            cols = [np.ones(yv.size)]
-            for n in names:
-                d = pd.get_dummies(ok[n].astype(str), drop_first=True, dtype=float)
-                cols.extend(d.to_numpy().T)
-            return np.column_stack(cols)
+            return np.column_stack([np.ones(yv.size), *(coded[n] for n in names)])
 
         def ss_model(names) -> float:
             X = dummies(names)
