@@ -47,6 +47,7 @@ def worker_kernel(cwd: str | os.PathLike, log: str | os.PathLike, kernel_name: s
     and writes its own stdout/stderr to ``log`` (read with :func:`kernel_output`). papermill,
     handed a manager it does not own, leaves the kernel running for the worker's next run."""
     global _KM, _LOG
+    fresh = _KM is None
     if _KM is None:
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
@@ -57,7 +58,13 @@ def worker_kernel(cwd: str | os.PathLike, log: str | os.PathLike, kernel_name: s
         _KM, _LOG = km, (str(log), 0)
         # multiprocessing's workers skip atexit; their Finalize callbacks do run on exit
         Finalize(km, _shutdown, args=(km,), exitpriority=10)
-    _prepare(_KM, cwd)
+    try:
+        _prepare(_KM, cwd)
+    except Exception:  # a kernel that cannot be reset is replaced, once
+        if fresh:
+            raise
+        discard_kernel()
+        return worker_kernel(cwd, log, kernel_name)
     return _KM
 
 
@@ -82,10 +89,9 @@ def _prepare(km, cwd: str | os.PathLike) -> None:
     client's handshake cost a quarter of a second per run)."""
     global _KC
     if _KC is None:
-        from jupyter_client.blocking import BlockingKernelClient
-
-        _KC = BlockingKernelClient()
-        _KC.load_connection_info(km.get_connection_info())
+        # the manager's own client: it asks the manager (the process) whether the kernel lives,
+        # where a free-standing client judges by heartbeats, which a loaded machine can miss
+        _KC = km.blocking_client()
         _KC.start_channels()
         _KC.wait_for_ready(timeout=120)
     reply = _KC.execute_interactive(_RESET.format(cwd=str(cwd)), timeout=120,
