@@ -48,6 +48,16 @@ class Stack:
         return mu, 1.0 / sw, self.S(e * (w * e))
 
 
+def _settle(old: np.ndarray, new: np.ndarray, done: np.ndarray, tol: float,
+            vscale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One iteration's values with the data sets that met the engine's criterion (a step below
+    tol * max(tau2, median v)) held where they stopped, and the updated mask of those. Each
+    data set so takes exactly the iterations it takes alone: its estimate does not depend on
+    the other data sets of the stack (a chunk's composition, the Dask split)."""
+    new = np.where(done, old, new)
+    return new, done | (np.abs(new - old) < tol * np.maximum(new, vscale))
+
+
 def _dl(st: Stack) -> np.ndarray:
     w = 1.0 / st.v
     sw = st.S(w)
@@ -84,6 +94,7 @@ def _pm(st: Stack, tol: float = engine.TOL, maxiter: int = engine.MAXITER) -> np
         raise engine.ConvergenceError("Q-equation: no upper bracket found for tau2")
     vscale = st.median_v()
     tau = lo.copy()
+    done = np.zeros(B, dtype=bool)
     for _ in range(maxiter):
         w = 1.0 / (st.v + tau[st.seg])
         sw = st.S(w)
@@ -96,7 +107,8 @@ def _pm(st: Stack, tol: float = engine.TOL, maxiter: int = engine.MAXITER) -> np
             step = tau + g / st.S(Py * Py)
         bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
         new = np.where(active, np.where(bad, 0.5 * (lo + hi), step), 0.0)
-        if np.all(np.abs(new - tau) < tol * np.maximum(new, vscale)):
+        new, done = _settle(tau, new, done, tol, vscale)
+        if done.all():
             return new
         tau = new
     raise engine.ConvergenceError("Q-equation for tau2 did not converge")
@@ -109,6 +121,7 @@ def _scoring(st: Stack, reml: bool, tol: float = engine.TOL,
     newton = np.zeros(tau2.shape, dtype=bool)
     lo, hi = np.zeros_like(tau2), np.full_like(tau2, np.inf)
     prev = np.zeros_like(tau2)
+    done = np.zeros(tau2.shape, dtype=bool)
     S, seg = st.S, st.seg
     for _ in range(maxiter):
         w = 1.0 / (st.v + tau2[seg])
@@ -131,12 +144,10 @@ def _scoring(st: Stack, reml: bool, tol: float = engine.TOL,
             info = np.where(newton & (obs > 0), obs, fisher)
         else:
             info = fisher
-        new = engine._bracketed_step(tau2, score, info, lo, hi, prev)
-        delta = np.abs(new - tau2)
-        scale = np.maximum(new, vscale)
-        newton = delta < 1e-3 * scale
-        tau2 = new
-        if np.all(delta < tol * scale):
+        raw = engine._bracketed_step(tau2, score, info, lo, hi, prev)
+        newton = np.abs(raw - tau2) < 1e-3 * np.maximum(raw, vscale)
+        tau2, done = _settle(tau2, raw, done, tol, vscale)
+        if done.all():
             return tau2
     raise engine.ConvergenceError("Fisher scoring did not converge")
 
@@ -249,6 +260,7 @@ def _pm2(st: Stack2, tol: float = engine.TOL, maxiter: int = engine.MAXITER) -> 
         raise engine.ConvergenceError("Q-equation: no upper bracket found for tau2")
     vscale = st.median_v()
     tau = lo.copy()
+    done = np.zeros(B, dtype=bool)
     for _ in range(maxiter):
         f = st.fit(tau)
         g = f["Q"] - target
@@ -258,7 +270,8 @@ def _pm2(st: Stack2, tol: float = engine.TOL, maxiter: int = engine.MAXITER) -> 
             step = tau + g / st.S(f["Py"] * f["Py"])
         bad = ~np.isfinite(step) | (step <= lo) | (step >= hi)
         new = np.where(active, np.where(bad, 0.5 * (lo + hi), step), 0.0)
-        if np.all(np.abs(new - tau) < tol * np.maximum(new, vscale)):
+        new, done = _settle(tau, new, done, tol, vscale)
+        if done.all():
             return new
         tau = new
     raise engine.ConvergenceError("Q-equation for tau2 did not converge")
@@ -270,6 +283,7 @@ def _scoring2(st: Stack2, reml: bool, tol: float = engine.TOL,
     vscale = st.median_v()
     lo, hi = np.zeros_like(tau2), np.full_like(tau2, np.inf)
     prev = np.zeros_like(tau2)
+    done = np.zeros(tau2.shape, dtype=bool)
     newton = np.zeros(tau2.shape, dtype=bool)
     S, seg, x = st.S, st.seg, st.x
     for _ in range(maxiter):
@@ -291,12 +305,10 @@ def _scoring2(st: Stack2, reml: bool, tol: float = engine.TOL,
                 u = u - w * (c0[seg] + c1[seg] * x)
             obs = S(Py * u) - 0.5 * trPP
             info = np.where(newton & (obs > 0), obs, info)
-        new = engine._bracketed_step(tau2, score, info, lo, hi, prev)
-        delta = np.abs(new - tau2)
-        scale = np.maximum(new, vscale)
-        newton = delta < 1e-3 * scale
-        tau2 = new
-        if np.all(delta < tol * scale):
+        raw = engine._bracketed_step(tau2, score, info, lo, hi, prev)
+        newton = np.abs(raw - tau2) < 1e-3 * np.maximum(raw, vscale)
+        tau2, done = _settle(tau2, raw, done, tol, vscale)
+        if done.all():
             return tau2
     raise engine.ConvergenceError("Fisher scoring did not converge")
 
