@@ -571,3 +571,31 @@ def test_table_does_not_depend_on_how_row_sets_are_chunked():
     for size in (7, 32):
         pd.testing.assert_frame_equal(multiverse(d, grid, vocabularies=ENUMS,
                                                  chunk_size=size).table, one, check_exact=True)
+
+
+def test_row_set_cache_reads_unchanged_row_sets_with_identical_results(tmp_path):
+    """Issue 16: with ``cache=``, a re-run reads every row set; after a sample is added only
+    the row sets that contain it are fitted; the table equals an uncached run's exactly; the
+    file keeps the last run's row sets only (no pickles: numpy reads it with
+    allow_pickle=False)."""
+    grid = {**GRID, "modality": ["all", "CBT", "psychodynamic"], "min_n": [0, 60, 100]}
+    base = synthetic(k=80)
+    store = tmp_path / "multiverse.npz"
+    first = multiverse(base, grid, vocabularies=ENUMS, cache=store, chunk_size=4)
+    assert first.n_cached == 0 and store.exists()
+    again = multiverse(base, grid, vocabularies=ENUMS, cache=store)
+    assert again.n_cached > 0
+    pd.testing.assert_frame_equal(again.table, first.table, check_exact=True)
+    with np.load(store, allow_pickle=False) as z:
+        keys_before = set(z["keys"])
+    new = synthetic(k=2, seed=99).assign(sample_id="new", es_id=["n1", "n2"],
+                                         modality="CBT", n=40, vi=1 / 37)
+    grown = pd.concat([base, new], ignore_index=True)
+    cached = multiverse(grown, grid, vocabularies=ENUMS, cache=store)
+    assert 0 < cached.n_cached < again.n_cached
+    pd.testing.assert_frame_equal(cached.table, multiverse(grown, grid, vocabularies=ENUMS).table,
+                                  check_exact=True)
+    with np.load(store, allow_pickle=False) as z:
+        kept = set(z["keys"])
+    assert cached.n_cached < len(kept) <= cached.n_rowsets  # the row sets this run used
+    assert not kept >= keys_before  # the row sets the new sample changed are gone

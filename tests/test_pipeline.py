@@ -266,3 +266,31 @@ def test_runs_share_a_kernel_but_not_its_state(project):
     # numbered as in a fresh kernel
     nb = nbformat.read(project / "out" / "other" / "notebook.ipynb", as_version=4)
     assert [c.execution_count for c in nb.cells] == [1, 2, 3]
+
+
+NB_CACHE = """\
+import os
+from pathlib import Path
+Path(output_dir, "tables").mkdir(parents=True, exist_ok=True)
+kept = Path(os.environ["ALLIANCE_META_CACHE"], "kept.npz")
+state = "seen" if kept.exists() else "fresh"
+kept.parent.mkdir(parents=True, exist_ok=True)
+kept.write_text("x")
+Path(output_dir, "tables", "t.csv").write_text(f"{state} {os.environ['ALLIANCE_META_CACHE']}")
+"""
+
+
+def test_runs_keep_a_cache_between_runs_that_force_clears(project):
+    """Issue 16: runs get outputs/.cache (the multiverse keeps its row sets there), which
+    survives a re-run and is emptied by --force (the durations that order the runs stay)."""
+    _notebook(project / "nb" / "other.ipynb", NB_CACHE)
+    cfg = project / "pipeline.yml"
+    table = project / "out" / "other" / "tables" / "t.csv"
+    assert run_pipeline(cfg, progress=False, only=["other"]).ok
+    assert table.read_text() == f"fresh {project / 'out' / '.cache'}"
+    (project / "studies" / "effects.csv").write_text("a\n5\n")
+    assert run_pipeline(cfg, progress=False, only=["other"]).ok
+    assert table.read_text().startswith("seen ")
+    assert run_pipeline(cfg, progress=False, only=["other"], force=True).ok
+    assert table.read_text().startswith("fresh ")
+    assert (project / "out" / ".cache" / "durations.json").exists()

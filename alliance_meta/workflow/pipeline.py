@@ -48,7 +48,9 @@ def build_site(cfg: Config) -> Path:
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-DURATIONS = ".cache/durations.json"  # seconds of each run's last execution (not committed)
+CACHE = ".cache"  # what runs keep for the next run (not committed)
+CACHE_ENV = "ALLIANCE_META_CACHE"
+DURATIONS = f"{CACHE}/durations.json"  # seconds of each run's last execution
 # PNG for the site and the notebooks; PDF (vector, for a manuscript) and SVG on request:
 # every format is drawn on every run (at 300 effects PDF added 1.3 MB and seconds per run)
 DEFAULT_FORMATS = ["png"]
@@ -315,6 +317,8 @@ def _execute(run: Run, cfg: Config, digest: str, threads: int = 0) -> dict:
     # the kernel inherits this worker's environment: data_path = None reads this review's data
     os.environ["ALLIANCE_META_PROJECT"] = str(cfg.root)
     os.environ["ALLIANCE_META_STUDIES"] = str(cfg.studies)
+    # results a run may reuse on the next run (the multiverse's row sets; workbench.cache_file)
+    os.environ[CACHE_ENV] = str(out / CACHE)
     if threads:
         for var in _THREAD_VARS:
             os.environ.setdefault(var, str(threads))
@@ -474,6 +478,10 @@ def run_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     manifest = _read_manifest(out)
     fp = _package_fingerprint()
+    if force:  # everything recomputed: no result kept by an earlier run is read
+        for kept in (out / CACHE).glob("*"):
+            if kept.is_file() and kept.name != Path(DURATIONS).name:
+                kept.unlink()
     todo: list[tuple[Run, str]] = []
     report = PipelineReport()
     for run in cfg.runs:

@@ -11,8 +11,10 @@ loop of headline fits on subsets of samples, not new statistics. Moderator analy
 
 from __future__ import annotations
 
+import hashlib
 import html
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ __all__ = [
     "DEPENDENCE",
     "attempt",
     "select",
+    "cache_file",
     "labels",
     "sample_labels",
     "headline_model",
@@ -84,6 +87,19 @@ def attempt(label: str, fn: Callable, *args, **kwargs) -> Attempt:
         return Attempt(label, fn(*args, **kwargs))
     except (ValueError, np.linalg.LinAlgError) as e:
         return Attempt(label, None, str(e))
+
+
+def cache_file(name: str, variant: str = "") -> Path | None:
+    """A file for results this run may reuse next time (``outputs/.cache/<name>`` under the
+    pipeline, which empties the folder on ``--force``); None when the notebook runs by hand.
+    ``variant`` (e.g. the run's subset) gives each run of one notebook a file of its own."""
+    root = os.environ.get("ALLIANCE_META_CACHE")
+    if not root:
+        return None
+    if variant:
+        stem, dot, ext = name.partition(".")
+        name = f"{stem}-{hashlib.sha256(variant.encode()).hexdigest()[:12]}{dot}{ext}"
+    return Path(root) / name
 
 
 def select(data_path: str | None = None, subset: str = "", effects: str = "all") -> pd.DataFrame:

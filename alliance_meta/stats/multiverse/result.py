@@ -36,6 +36,8 @@ class MultiverseResult:
     n_rowsets: int
     #: the combinations of the factors' levels that are not specifications, with the reason
     excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: row sets read from ``multiverse(cache=...)`` instead of fitted
+    n_cached: int = 0
 
     @property
     def estimable(self) -> pd.DataFrame:

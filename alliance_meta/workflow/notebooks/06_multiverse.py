@@ -64,8 +64,10 @@ print("factors: " + "; ".join(f"{k} ({len(v)})" for k, v in factors.items()))
 # ## Every specification
 
 # %%
+# under the pipeline, row sets whose data are unchanged since the last run are read back
 res = am.multiverse(df, factors, scheduler=scheduler, seed=seed, level=level, rho=rho,
-                    n_jobs=n_jobs, vocabularies=am.data.ENUMS)
+                    n_jobs=n_jobs, vocabularies=am.data.ENUMS,
+                    cache=wb.cache_file("multiverse.npz", subset))
 out.table(res.table, "multiverse", "Every specification: its choices, estimate, CI and status",
           "one model per specification", compress=True)  # tables/multiverse.csv.gz
 res
