@@ -151,8 +151,10 @@ def _summary(log: str) -> str:
     return next((ln for ln in log.splitlines() if ln.startswith("ran ")), "")
 
 
-def _size_mb(folder: Path) -> float:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+def _size_mb(folder: Path, skip: tuple[str, ...] = ()) -> float:
+    """MB of the files under ``folder``, leaving out the subfolders named in ``skip``."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()
+               and not any(part in skip for part in f.relative_to(folder).parts)) / 1e6
 
 
 def _estimable_share(outputs: Path) -> tuple[float, int] | None:
@@ -237,11 +239,14 @@ def main() -> None:
         if not noop_note.startswith("ran 0"):
             noop_note += " (the package's source changed during the benchmark: a shared tree)"
         out = review / "outputs"
-        size = _size_mb(out)
+        # what a review commits: outputs/ without .cache/ (git-ignored: what runs keep for
+        # the next run, such as the multiverse's row sets) and the runs' scratch folders
+        size = _size_mb(out, skip=(".cache", ".tmp", ".scratch"))
+        cache_size = _size_mb(out / ".cache") if (out / ".cache").exists() else 0.0
         share = _estimable_share(out)
         by_kind = defaultdict(float)
         for f in out.rglob("*"):
-            if f.is_file():
+            if f.is_file() and ".cache" not in f.relative_to(out).parts:
                 by_kind[f.suffix or f.name] += f.stat().st_size / 1e6
         imports = _import_times()
         tcp_warnings = log.count("without encryption") + log_added.count("without encryption")
@@ -262,7 +267,9 @@ def main() -> None:
               f"data): their work sums to {added_work:.1f} s of worker time, at best "
               f"{added_work / (os.cpu_count() or 1):.1f} s on {os.cpu_count()} cores before "
               "any start-up.")
-    print(f"\noutputs/: {size:.1f} MB (target <= 10 MB): {'yes' if size <= 10 else 'NO'}")
+    print(f"\noutputs/ as committed: {size:.1f} MB (target <= 10 MB): "
+          f"{'yes' if size <= 10 else 'NO'}; outputs/.cache/ (git-ignored, kept for the next "
+          f"run): {cache_size:.1f} MB")
     if share is None:
         print("multiverse estimable share: no multiverse table found (target >= 50 %): NO")
     else:
