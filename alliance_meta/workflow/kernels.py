@@ -9,8 +9,10 @@ state at start-up and the working directory is set to the notebook's folder. Imp
 stay imported: that is the saving. A run that fails discards the kernel (its state is unknown)
 and the worker's next run starts a new one.
 
-The pipeline's tests check that runs sharing a kernel write the same outputs as runs that do
-not, and that a name defined by one notebook is not visible to the next.
+The pipeline's tests check that a name one notebook defines is not visible to the next, that
+rcParams and the working directory are a fresh kernel's, that execution counts start at 1, and
+that identical runs write identical outputs. Other process-wide state (pandas options, warning
+filters, environment variables) is not reset.
 """
 
 from __future__ import annotations
