@@ -422,18 +422,32 @@ def sensitivity_table(df: pd.DataFrame, method: str = "REML", rhos: Sequence[flo
 # figures of the headline model
 
 
+def _forest_args(hm: HeadlineModel, title: str | None, sort: str | None) -> dict[str, Any]:
+    """What every forest of the headline model is drawn from: its points, labels and model."""
+    p = hm.points
+    return dict(labels=list(p["label"]), n=p["n"].to_numpy(float),
+                year=p["year"].to_numpy(float), yi=p["yi"], vi=p["vi"], sort=sort,
+                model_label=hm.label, title=title)
+
+
+def _sample_groups(hm: HeadlineModel) -> list[str]:
+    """Each point's sample, labelled as the sample-level tables label it (the sample ids when
+    two samples would read alike), for forests of one row per sample."""
+    labels = sample_labels(hm.effects)
+    if len(set(labels.values())) < len(labels):
+        labels = {s: str(s) for s in labels}
+    return [labels[s] for s in hm.points["sample_id"]]
+
+
 def forest(hm: HeadlineModel, title: str | None = None, sort: str | None = None):
-    """Forest plot of the headline model: its diamond, CI and PI; one row per pooled unit."""
+    """Forest plot of the headline model: its diamond, CI and PI; one row per pooled unit, or
+    one per sample when the effects of a three-level or CR2 fit are more than the forest's
+    ``MAX_ROWS``."""
     from ..viz.forest import MAX_ROWS, forest_plot
 
-    p = hm.points
-    # a long forest of a CR2 fit is drawn one row per sample (three-level fits do so already)
-    many = hm.dependence == "robust" and len(p) > MAX_ROWS
-    return forest_plot(hm.result, labels=list(p["label"]), n=p["n"].to_numpy(float),
-                       year=p["year"].to_numpy(float), yi=p["yi"], vi=p["vi"], sort=sort,
-                       model_label=hm.label, title=title,
-                       groups=list(p["sample_id"]) if many else None,
-                       group_name="sample")
+    many = hm.dependence != "aggregate" and len(hm.points) > MAX_ROWS
+    return forest_plot(hm.result, groups=_sample_groups(hm) if many else None,
+                       group_name="sample", **_forest_args(hm, title, sort))
 
 
 def forest_figures(hm: HeadlineModel, title: str | None = None, sort: str | None = None,
@@ -447,18 +461,14 @@ def forest_figures(hm: HeadlineModel, title: str | None = None, sort: str | None
     p = hm.points
     by_sample = len(p) > MAX_ROWS and hm.dependence != "aggregate"
     units = p["sample_id"].nunique() if by_sample else len(p)
-    figs = {"forest": forest(hm, title, sort)} if units <= MAX_ROWS else {}
-    kw = dict(labels=list(p["label"]), n=p["n"].to_numpy(float), year=p["year"].to_numpy(float),
-              yi=p["yi"], vi=p["vi"], sort=sort, model_label=hm.label, title=title)
-    if not figs:  # one row per sample, labelled as the sample-level tables are
-        labels = sample_labels(hm.effects)
-        if len(set(labels.values())) < len(labels):  # two samples alike: their ids instead
-            labels = {s: str(s) for s in labels}
-        groups = [labels[s] for s in p["sample_id"]] if by_sample else None
-        pages = forest_pages(hm.result, groups=groups, group_name="sample", collapse=by_sample,
-                             **kw)
+    kw = _forest_args(hm, title, sort)
+    if units <= MAX_ROWS:
+        figs = {"forest": forest(hm, title, sort)}
+    else:
+        pages = forest_pages(hm.result, groups=_sample_groups(hm) if by_sample else None,
+                             group_name="sample", collapse=by_sample, **kw)
         figs = {f"forest_page{i}": f for i, f in enumerate(pages, 1)}
-    if full and (by_sample or not figs.get("forest")):
+    if full and (by_sample or "forest" not in figs):
         pages = forest_pages(hm.result, **kw)
         figs.update({f"forest_full_page{i}": f for i, f in enumerate(pages, 1)})
     return figs
