@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from ..stats.source import source_digest
 from . import kernels
 
 __all__ = ["Run", "PipelineReport", "load_config", "run_pipeline", "build_site"]
@@ -142,11 +143,7 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 
 
 def _package_fingerprint() -> str:
-    h = hashlib.sha256()
-    for f in sorted(PACKAGE_DIR.rglob("*.py")):
-        h.update(f.relative_to(PACKAGE_DIR).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    return source_digest(PACKAGE_DIR)
 
 
 def run_hash(run: Run, cfg: Config, package_fp: str) -> str:

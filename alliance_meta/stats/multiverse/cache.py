@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..source import source_digest
 from .cells import _Design, _Payload
 from .grid import NUM_COLS, TEXT_COLS
 
@@ -29,12 +30,7 @@ from .grid import NUM_COLS, TEXT_COLS
 @lru_cache(maxsize=1)
 def _code_fingerprint() -> bytes:
     """The stats floor's source: a change to any estimator makes every entry stale."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode())
-        h.update(f.read_bytes())
-    return h.digest()
+    return source_digest(Path(__file__).resolve().parents[1]).encode()
 
 
 class RowSetCache:
