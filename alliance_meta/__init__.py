@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .stats.lazy import lazy_exports
+
 __version__ = "0.2.0"
 
 _EXPORTS: dict[str, str] = {
@@ -78,21 +80,13 @@ _EXPORTS: dict[str, str] = {
 }
 
 
+_get_export, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
 def __getattr__(name: str) -> Any:
-    # exports are imported on first use: the command line and the pipeline's parent process
-    # start without scipy and the figure modules (about a second per command)
-    where = _EXPORTS.get(name)
-    if where is None:
-        if name in ("stats", "data", "viz", "workflow", "plots"):  # the floors (plots: viz)
-            return importlib.import_module(f".{'viz' if name == 'plots' else name}", __name__)
-        raise AttributeError(f"module 'alliance_meta' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    if name in ("stats", "data", "viz", "workflow", "plots"):  # the floors (plots: viz)
+        return importlib.import_module(f".{'viz' if name == 'plots' else name}", __name__)
+    return _get_export(name)
 
 
 __all__ = [

@@ -4,9 +4,7 @@ Imports only from :mod:`alliance_meta.stats`."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ..stats.lazy import lazy_exports
 from .schema import (  # noqa: F401  (the codebook's vocabularies, for callers)
     ALLIANCE_MEASURES,
     ALLIANCE_RATERS,
@@ -54,19 +52,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # exports are imported on first use: the command line and the pipeline's parent process
-    # start without scipy and the figure modules (about a second per command)
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

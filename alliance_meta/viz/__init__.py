@@ -7,9 +7,7 @@ object of :mod:`alliance_meta.stats`."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ..stats.lazy import lazy_exports
 from .theme import INK, MUTED, PALETTE, STYLE, save_figure, theme
 
 # the figure modules load on first use: seaborn (dataset) alone imports scipy.stats
@@ -33,17 +31,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    where = _EXPORTS.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
